@@ -1,0 +1,49 @@
+# Two commands do everything on a fresh machine: `make train` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Without a GPU, install the CPU build of torch first (a plain `torch` requirement pulls the ~5 GB CUDA build).
+# Elsewhere, add PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu to fetch the CPU wheel.
+TORCH_CPU ?= torch==2.13.0
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+ARGS ?=
+
+.PHONY: install dev train test lint format bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+ifneq ($(HAS_GPU),1)
+	$(PY) -m pip install -q $(TORCH_CPU)
+endif
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev
+
+## Train the default experiment (row-wise MNIST LSTM); extra Hydra overrides go in ARGS="...".
+train: install
+	$(PY) -m seqlab.train $(ARGS)
+
+## Run the test suite (CPU, a few minutes). `make test ARGS="-m slow"` runs the slow tests.
+test: dev
+	$(PY) -m pytest $(ARGS)
+
+lint: dev
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+format: dev
+	$(VENV)/bin/ruff format src tests scripts
+	$(VENV)/bin/ruff check --fix src tests scripts
+
+bench: install
+	for s in scripts/bench_*.py; do $(PY) $$s || exit 1; done
+
+clean:
+	rm -rf outputs multirun bench .pytest_cache .ruff_cache

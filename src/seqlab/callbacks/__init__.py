@@ -1,0 +1,5 @@
+"""Lightning callbacks."""
+
+from seqlab.callbacks.grad_norm import GradNormMonitor
+
+__all__ = ["GradNormMonitor"]

@@ -1,0 +1,69 @@
+"""Config plumbing shared by the entry points: where things are, errors, printing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the key, the value and what is allowed."""
+
+
+def project_root() -> Path:
+    """The repository root for a source checkout (editable install), else the working directory."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").exists() and (root / "conf").is_dir() else Path(os.getcwd())
+
+
+CONF_DIR = str(project_root() / "conf")
+
+if not OmegaConf.has_resolver("seqlab_root"):
+    OmegaConf.register_new_resolver("seqlab_root", lambda: str(project_root()))
+
+
+def iter_targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """(full key, target) for every `_target_` below `node`."""
+    if isinstance(node, DictConfig | dict):
+        for k, v in node.items():
+            if k == "_target_":
+                yield key, str(v)
+            else:
+                yield from iter_targets(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, ListConfig | list):
+        for i, v in enumerate(node):
+            yield from iter_targets(v, f"{key}[{i}]")
+
+
+def check_safe_targets(node: Any, allowed: tuple[str, ...] = ("seqlab.", "torch.optim.")) -> None:
+    """Refuse a stored config that would instantiate anything outside seqlab and torch.optim."""
+    for key, target in iter_targets(node):
+        if not target.startswith(allowed):
+            raise ConfigError(
+                f"{key}._target_={target!r}: a checkpoint's config may only build {allowed} objects"
+            )
+
+
+def print_config(cfg: DictConfig, groups: tuple[str, ...] = ()) -> None:
+    """Print the composed config as a tree, one branch per top-level key."""
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    tree = rich.tree.Tree("config", guide_style="dim")
+    keys = list(groups) + [k for k in cfg if k not in groups and k != "hydra"]
+    for key in keys:
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        text = (
+            OmegaConf.to_yaml(value, resolve=False)
+            if isinstance(value, DictConfig | ListConfig)
+            else str(value)
+        )
+        tree.add(str(key)).add(rich.syntax.Syntax(text.rstrip(), "yaml"))
+    rich.print(tree)

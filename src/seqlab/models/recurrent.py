@@ -1,0 +1,203 @@
+"""Recurrent building blocks shared by every task: a hand-written RNN and one encoder over all cells."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = ("rnn", "lstm", "gru", "own_rnn")
+POOLINGS = ("last", "mean", "max")
+State = Tensor | tuple[Tensor, Tensor]
+
+
+def check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
+def check_dropout(dropout: float, name: str = "dropout") -> None:
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"{name}={dropout!r} must lie in [0, 1)")
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; allowed: {', '.join(allowed)}")
+
+
+class OwnRNN(nn.Module):
+    """The Elman RNN written out for teaching: h_t = tanh(W x_t + U h_{t-1} + b).
+
+    Parameters carry nn.RNN's names and shapes (b is split into bias_ih + bias_hh as there), so a
+    state dict moves between the two. Batch-first. With a mask, padded steps leave h unchanged, so
+    the final state is the one at each sequence's true end whichever side the padding is on.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        self.hidden_size, self.num_layers, self.dropout = hidden_size, num_layers, dropout
+        self.directions = ("", "_reverse") if bidirectional else ("",)
+        k = hidden_size**-0.5  # nn.RNN's default init range
+        for layer in range(num_layers):
+            in_size = input_size if layer == 0 else hidden_size * len(self.directions)
+            for suffix in self.directions:
+                for name, shape in (
+                    ("weight_ih", (hidden_size, in_size)),
+                    ("weight_hh", (hidden_size, hidden_size)),
+                    ("bias_ih", (hidden_size,)),
+                    ("bias_hh", (hidden_size,)),
+                ):
+                    p = nn.Parameter(torch.empty(shape).uniform_(-k, k))
+                    self.register_parameter(f"{name}_l{layer}{suffix}", p)
+
+    def _run(
+        self, x: Tensor, h: Tensor, mask: Tensor | None, layer: int, suffix: str
+    ) -> tuple[Tensor, Tensor]:
+        p = lambda name: getattr(self, f"{name}_l{layer}{suffix}")  # noqa: E731
+        wx = x @ p("weight_ih").T + p("bias_ih") + p("bias_hh")  # input part for all steps at once
+        u = p("weight_hh").T
+        steps = range(x.size(1) - 1, -1, -1) if suffix else range(x.size(1))
+        outputs: list[Tensor] = [None] * x.size(1)  # type: ignore[list-item]
+        for t in steps:
+            h_new = torch.tanh(wx[:, t] + h @ u)
+            h = h_new if mask is None else torch.where(mask[:, t, None], h_new, h)
+            outputs[t] = h if mask is None else h * mask[:, t, None]
+        return torch.stack(outputs, dim=1), h
+
+    def forward(
+        self, x: Tensor, h0: Tensor | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        n_dir = len(self.directions)
+        if h0 is None:
+            h0 = x.new_zeros(self.num_layers * n_dir, x.size(0), self.hidden_size)
+        finals = []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0:
+                x = nn.functional.dropout(x, self.dropout, self.training)
+            outs = []
+            for d, suffix in enumerate(self.directions):
+                out, h = self._run(x, h0[layer * n_dir + d], mask, layer, suffix)
+                outs.append(out)
+                finals.append(h)
+            x = torch.cat(outs, dim=-1)
+        return x, torch.stack(finals)
+
+
+class RecurrentEncoder(nn.Module):
+    """One encoder over `rnn | lstm | gru | own_rnn`, batch-first.
+
+    forward(x, mask, state) -> (outputs, state). `mask` (B, T, True on real steps) marks padding;
+    the fused cells expect right padding and pack the batch, so padding never enters the recurrence.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        check_choice("cell", cell, CELLS)
+        check_positive(input_dim=input_dim, hidden_dim=hidden_dim, num_layers=num_layers)
+        check_dropout(dropout)
+        self.cell, self.hidden_dim, self.num_layers = cell, hidden_dim, num_layers
+        self.num_directions = 2 if bidirectional else 1
+        dropout = dropout if num_layers > 1 else 0.0  # between layers only, as nn.RNN does
+        if cell == "own_rnn":
+            self.rnn: nn.Module = OwnRNN(input_dim, hidden_dim, num_layers, dropout, bidirectional)
+        else:
+            rnn_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+            self.rnn = rnn_cls(
+                input_dim,
+                hidden_dim,
+                num_layers,
+                batch_first=True,
+                dropout=dropout,
+                bidirectional=bidirectional,
+            )
+
+    @property
+    def output_dim(self) -> int:
+        return self.hidden_dim * self.num_directions
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, state: State | None = None
+    ) -> tuple[Tensor, State]:
+        if self.cell == "own_rnn":
+            return self.rnn(x, state, mask)
+        if mask is None:
+            return self.rnn(x, state)
+        lengths = mask.sum(1).clamp(min=1).cpu()  # pack needs CPU lengths; an empty row keeps one pad step
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return out, state
+
+    def last_hidden(self, state: State) -> Tensor:
+        """The top layer's final hidden state, both directions concatenated: (B, output_dim)."""
+        h = state[0] if isinstance(state, tuple) else state
+        return torch.cat(list(h[-self.num_directions :]), dim=-1)
+
+
+class SequenceClassifierNet(nn.Module):
+    """(optional embedding) -> recurrent encoder -> pooling -> linear head.
+
+    Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_dim: int | None = None,
+        vocab_size: int | None = None,
+        embed_dim: int | None = None,
+        pad_id: int = 0,
+        cell: str = "lstm",
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        pooling: str = "last",
+    ) -> None:
+        super().__init__()
+        check_choice("pooling", pooling, POOLINGS)
+        check_positive(num_classes=num_classes)
+        if vocab_size is not None:
+            check_positive(vocab_size=vocab_size, embed_dim=embed_dim)
+            self.embedding: nn.Module | None = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+            input_dim = embed_dim
+        elif input_dim is None:
+            raise ValueError(
+                "give either input_dim (feature sequences) or vocab_size and embed_dim (token ids)"
+            )
+        else:
+            self.embedding = None
+        self.pooling = pooling
+        self.encoder = RecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout, bidirectional)
+        self.head = nn.Linear(self.encoder.output_dim, num_classes)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.embedding is not None:
+            x = self.embedding(x)
+        out, state = self.encoder(x, mask)
+        if self.pooling == "last":
+            pooled = self.encoder.last_hidden(state)
+        elif mask is None:
+            pooled = out.mean(1) if self.pooling == "mean" else out.amax(1)
+        elif self.pooling == "mean":
+            pooled = (out * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        else:
+            pooled = out.masked_fill(~mask[..., None], float("-inf")).amax(1)
+        return self.head(pooled)

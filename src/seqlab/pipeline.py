@@ -1,0 +1,229 @@
+"""Build the pieces of a run from a composed config, train, evaluate, restore from checkpoints.
+
+The Hydra entry points only compose a config and call `train` or `evaluate` here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import seqlab
+from seqlab.config import ConfigError, check_safe_targets
+from seqlab.tasks.base import TaskModule
+
+log = logging.getLogger(__name__)
+
+
+def instantiate(node: Any, where: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, with a constructor's complaint raised as one ConfigError naming the key."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause: BaseException = err
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        match = re.search(r"full_key: (\S+)", str(err))
+        key = match.group(1) if match else where
+        key = key if key.startswith(where) else f"{where}.{key}"
+        raise ConfigError(f"{key}: {cause}") from None
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    return instantiate(cfg.data, "data")
+
+
+def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> TaskModule:
+    """The task module with its net sized by the data (`datamodule.dims`), plus run metadata."""
+    task = instantiate(
+        cfg.model,
+        "model",
+        net=datamodule.dims,
+        optimizer=cfg.get("optimizer"),
+        scheduler=cfg.get("scheduler") or None,
+    )
+    config = OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
+    )
+    task.run_info = {"version": seqlab.__version__, "config": config, "dims": dict(datamodule.dims)}
+    return task
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    nodes = cfg.get("callbacks") or {}
+    return [
+        instantiate(node, f"callbacks.{name}") for name, node in nodes.items() if node and "_target_" in node
+    ]
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    nodes = cfg.get("logger") or {}
+    return [
+        instantiate(node, f"logger.{name}") for name, node in nodes.items() if node and "_target_" in node
+    ]
+
+
+def build_trainer(cfg: DictConfig, task: TaskModule, callbacks: list, loggers: list) -> L.Trainer:
+    trainer_cfg = cfg.trainer
+    if not task.automatic_optimization:
+        # Lightning refuses gradient_clip_val under manual optimization: the task clips by itself.
+        task.gradient_clip_val = trainer_cfg.get("gradient_clip_val")
+        trainer_cfg = OmegaConf.merge(trainer_cfg, {"gradient_clip_val": None})
+    return instantiate(trainer_cfg, "trainer", callbacks=callbacks, logger=loggers or False)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a seqlab checkpoint safely (`weights_only=True`: tensors and plain data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={str(path)!r}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(
+            f"ckpt_path={str(path)!r}: not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "seqlab" not in checkpoint:
+        raise ConfigError(
+            f"ckpt_path={str(path)!r}: not a seqlab checkpoint (no model state and run metadata)"
+        )
+    return checkpoint
+
+
+def check_state_fits(task: TaskModule, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Name every parameter that is missing, unexpected or of another shape, before any work starts."""
+    own = task.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state_dict]
+    problems += [f"unexpected {k}" for k in state_dict if k not in own]
+    problems += [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if problems:
+        shown = "\n  ".join(problems[:12]) + ("\n  ..." if len(problems) > 12 else "")
+        raise ConfigError(
+            f"{source} does not fit the model config:\n  {shown}\n"
+            "Use the model settings the checkpoint was trained with (its .hydra/config.yaml), or another checkpoint."
+        )
+
+
+def restore_from_checkpoint(
+    ckpt_path: str | Path, data_dir: str | None = None
+) -> tuple[DictConfig, L.LightningDataModule, TaskModule]:
+    """Rebuild the data module and task module that wrote a checkpoint, with its weights loaded.
+
+    Shared by `eval` and every tool that works on a trained model. Only seqlab and torch.optim
+    targets of the stored config are instantiated.
+    """
+    checkpoint = read_checkpoint(ckpt_path)
+    run_cfg = OmegaConf.create(checkpoint["seqlab"]["config"])
+    check_safe_targets(run_cfg.data)
+    check_safe_targets(run_cfg.model)
+    if data_dir is not None:
+        with open_dict(run_cfg):
+            run_cfg.paths.data_dir = data_dir
+            run_cfg.data.data_dir = data_dir
+    datamodule = build_datamodule(run_cfg)
+    datamodule_state = checkpoint.get(type(datamodule).__qualname__)
+    if datamodule_state:
+        datamodule.load_state_dict(datamodule_state)
+    task = build_task(run_cfg, datamodule)
+    check_state_fits(task, checkpoint["state_dict"], f"checkpoint {ckpt_path}")
+    task.load_state_dict(checkpoint["state_dict"])
+    return run_cfg, datamodule, task
+
+
+def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
+    path = Path(output_dir) / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def select_metric(metrics: dict[str, float], name: str | None) -> float | None:
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(
+            f"optimized_metric={name!r} was not logged; logged metrics: {', '.join(sorted(metrics))}"
+        )
+    return metrics[name]
+
+
+def seed(cfg: DictConfig) -> None:
+    if cfg.get("seed") is not None:  # seed=0 is a seed like any other
+        L.seed_everything(int(cfg.seed), workers=True)
+
+
+def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
+    """Train, then validate and test the best checkpoint; write metrics.json; return the optimized metric."""
+    seed(cfg)
+    datamodule = build_datamodule(cfg)
+    task = build_task(cfg, datamodule)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        check_state_fits(task, read_checkpoint(ckpt_path)["state_dict"], f"ckpt_path={ckpt_path!r}")
+    trainer = build_trainer(cfg, task, build_callbacks(cfg), build_loggers(cfg))
+    for logger in trainer.loggers:
+        logger.log_hyperparams(flatten(task.run_info["config"]))
+
+    start = time.perf_counter()
+    trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
+    metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss_epoch", float("nan")))}
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning(
+                "No checkpoint was saved (fast_dev_run or checkpointing off): evaluating the final weights."
+            )
+        best = best or None
+        metrics |= to_floats(trainer.validate(task, datamodule, ckpt_path=best, weights_only=True)[0])
+        metrics |= to_floats(trainer.test(task, datamodule, ckpt_path=best, weights_only=True)[0])
+    metrics["wall_time_s"] = time.perf_counter() - start
+    if trainer.is_global_zero:
+        log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))
+    return select_metric(metrics, cfg.get("optimized_metric")), metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate a checkpoint on the configured splits with the model and data it was trained with."""
+    seed(cfg)
+    run_cfg, datamodule, task = restore_from_checkpoint(cfg.ckpt_path, cfg.paths.data_dir)
+    trainer = instantiate(cfg.trainer, "trainer", logger=False)
+    metrics: dict[str, float] = {}
+    for split in cfg.splits:
+        if split not in ("val", "test"):
+            raise ConfigError(f"splits: {split!r} is not a split; allowed: val, test")
+        run = trainer.validate if split == "val" else trainer.test
+        metrics |= to_floats(run(task, datamodule)[0])
+    log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))
+    return metrics
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"a/b": scalar} for TensorBoard's HParams tab."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out |= flatten(v, f"{prefix}/{k}" if prefix else str(k))
+        return out
+    if isinstance(node, list):
+        return {prefix: str(node)}
+    return {prefix: node}

@@ -1,0 +1,6 @@
+"""LightningModules: each joins a plain model to a loss, metrics and optimization."""
+
+from seqlab.tasks.base import TaskModule
+from seqlab.tasks.classification import SequenceClassifier
+
+__all__ = ["SequenceClassifier", "TaskModule"]

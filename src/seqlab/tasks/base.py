@@ -1,0 +1,53 @@
+"""What every task shares: binding the optimizer and scheduler configs, and run metadata in checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class TaskModule(L.LightningModule):
+    """Joins a plain `nn.Module` to a loss, metrics and optimization.
+
+    `optimizer` and `scheduler` are partials (Hydra `_partial_: true`) bound to the parameters here.
+    `run_info` (plain data: the composed config, data dims, seqlab version) is stored in every
+    checkpoint under "seqlab", so a checkpoint alone can rebuild its model.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.run_info: dict[str, Any] = {}
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError(
+                "no optimizer configured: choose one with optimizer=<name> (see conf/optimizer/)"
+            )
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        config = {"scheduler": scheduler, "interval": self.scheduler_interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["seqlab"] = self.run_info

@@ -1,0 +1,158 @@
+"""The train and eval entry points end to end, on tiny MNIST files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from seqlab import pipeline
+from seqlab.config import CONF_DIR, ConfigError
+
+EXPERIMENTS = sorted(p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml"))
+MNIST_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("mnist")]
+LIMIT = ["debug=limit", "data.val_size=40", "data.batch_size=16"]
+
+
+@pytest.mark.parametrize("experiment", MNIST_EXPERIMENTS)
+def test_every_experiment_runs_with_fast_dev_run(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}", "debug=fdr", "data.val_size=40")
+    value, metrics = pipeline.train(cfg)
+    assert value == metrics[cfg.optimized_metric]
+    assert {"val/loss", "val/acc", "test/loss", "test/acc"} <= set(metrics)
+    saved = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
+    assert saved == pytest.approx(metrics) and all(isinstance(v, float) for v in saved.values())
+
+
+def test_run_dir_holds_checkpoints_tensorboard_and_grad_norms(make_cfg):
+    cfg = make_cfg("experiment=mnist_rnn", *LIMIT, "callbacks.grad_norm.every_n_steps=1")
+    pipeline.train(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert (out / "checkpoints" / "last.ckpt").exists() and len(
+        list((out / "checkpoints").glob("epoch_*"))
+    ) >= 1
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        for norm in ("l1", "l2"):
+            assert f"grad_norm/net.encoder.rnn.{name}/{norm}" in tags
+    assert "grad_norm/net.encoder.rnn.weight_hh_l1/l2" not in tags  # only the chosen parameters
+    assert {"train/loss_step", "val/acc", "val/loss"} <= tags
+    steps = [e.step for e in events.Scalars("grad_norm/net.encoder.rnn.weight_hh_l0/l2")]
+    assert steps == list(range(6))  # every step of 2 epochs x 3 batches
+
+
+def test_eval_reproduces_the_test_metrics_of_training(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=mnist_lstm", *LIMIT)
+    _, trained = pipeline.train(cfg)
+    best = next(Path(cfg.paths.output_dir, "checkpoints").glob("epoch_*.ckpt"))
+    eval_cfg = make_cfg(
+        f"ckpt_path={best}",
+        "splits=[val,test]",
+        "+trainer.limit_val_batches=2",
+        "+trainer.limit_test_batches=2",
+        config_name="eval",
+        output_dir=tmp_path / "ev",
+    )
+    evaluated = pipeline.evaluate(eval_cfg)
+    for key in ("val/acc", "val/loss", "test/acc", "test/loss"):
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-6)
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text()) == pytest.approx(evaluated)
+
+
+def test_same_seed_same_metrics_and_seed_zero_counts(make_cfg, tmp_path):
+    runs = [
+        pipeline.train(make_cfg("experiment=mnist_rnn", *LIMIT, f"seed={s}", output_dir=tmp_path / f"r{i}"))[
+            1
+        ]
+        for i, s in enumerate((0, 0, 1))
+    ]
+    drop = lambda m: {k: v for k, v in m.items() if k != "wall_time_s"}  # noqa: E731
+    assert drop(runs[0]) == drop(runs[1])
+    assert drop(runs[0]) != drop(runs[2])
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "model.net.cell=lstmm",
+            r"model.net: cell='lstmm' is not supported; allowed: rnn, lstm, gru, own_rnn",
+        ),
+        ("model.net.hidden_dim=-3", r"hidden_dim=-3 must be a positive integer"),
+        ("model.net.dropout=1.5", r"dropout=1.5 must lie in \[0, 1\)"),
+        ("data.view=diagonal", r"data: view='diagonal' is not supported"),
+    ],
+)
+def test_config_errors_name_key_value_and_choices(make_cfg, override, message):
+    with pytest.raises(ConfigError, match=message):
+        pipeline.train(make_cfg(override, "debug=fdr"))
+
+
+def test_unknown_optimizer_lists_the_choices(make_cfg):
+    with pytest.raises(Exception, match=r"(?s)optimizer/adamm.*adagrad.*rmsprop.*sgd"):
+        make_cfg("optimizer=adamm")
+
+
+def test_wrong_optimized_metric_lists_the_logged_names(make_cfg):
+    cfg = make_cfg("debug=fdr", "optimized_metric=val/accuracy", "data.val_size=40")
+    with pytest.raises(
+        ConfigError, match=r"optimized_metric='val/accuracy' was not logged; logged metrics: .*val/acc"
+    ):
+        pipeline.train(cfg)
+    assert Path(cfg.paths.output_dir, "metrics.json").exists(), "the finished run's metrics are kept"
+
+
+def test_checkpoint_of_another_model_is_refused_before_training(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=mnist_rnn", *LIMIT, output_dir=tmp_path / "a")
+    pipeline.train(cfg)
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)does not fit the model config.*weight_hh_l0: checkpoint \(128, 128\) vs model \(64, 64\)",
+    ):
+        pipeline.train(
+            make_cfg("experiment=mnist_rnn", "model.net.hidden_dim=64", f"ckpt_path={ckpt}", "debug=fdr")
+        )
+    with pytest.raises(ConfigError, match="not a seqlab checkpoint"):
+        torch.save({"weights": torch.zeros(1)}, tmp_path / "other.ckpt")
+        pipeline.train(make_cfg(f"ckpt_path={tmp_path / 'other.ckpt'}", "debug=fdr"))
+    (tmp_path / "junk.ckpt").write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="not a readable checkpoint"):
+        pipeline.train(make_cfg(f"ckpt_path={tmp_path / 'junk.ckpt'}", "debug=fdr"))
+
+
+def cli(module: str, *args: str, data_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SEQLAB_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd
+    )
+
+
+def test_cli_trains_and_reports_config_errors_in_one_line(data_dir, tmp_path):
+    ok = cli(
+        "seqlab.train",
+        "experiment=mnist_lstm",
+        "debug=fdr",
+        "data.val_size=40",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        data_dir=data_dir,
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "model" in ok.stdout and "Gradient norms at the first step" in ok.stdout + ok.stderr
+    assert (tmp_path / "run" / "metrics.json").exists()
+    bad = cli(
+        "seqlab.train",
+        "model.net.cell=lstmm",
+        f"hydra.run.dir={tmp_path / 'bad'}",
+        data_dir=data_dir,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: model.net: cell='lstmm' is not supported")
+    assert "Traceback" not in bad.stderr
