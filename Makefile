@@ -32,7 +32,7 @@ train: install
 
 ## Run the test suite (CPU, a few minutes). `make test ARGS="-m slow"` runs the slow tests.
 test: dev
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -q $(ARGS)
 
 lint: dev
 	$(VENV)/bin/ruff check src tests scripts

@@ -11,39 +11,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
-from torch.utils.data import DataLoader
-
-from seqlab import pipeline
-from seqlab.config import CONF_DIR
+from benchlib import DEFAULT_DATA_DIR, bench_cfg, header, lightning_fit, prepared_datamodule, startup_time
 
 
-def compose_cfg(experiment: str, data_dir: str, out: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}", f"paths.data_dir={data_dir}"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = out
-        cfg.trainer.enable_progress_bar = False
-        cfg.trainer.enable_model_summary = False
-        cfg.trainer.limit_val_batches = 0
-        cfg.trainer.enable_checkpointing = False
-        cfg.trainer.max_epochs = 1
-        cfg.callbacks = {k: v for k, v in cfg.callbacks.items() if k != "model_checkpoint"}
-        cfg.logger = {}
-    return cfg
-
-
-def plain_loop(net: torch.nn.Module, batches: list, lr: float) -> float:
+def plain_loop(net: torch.nn.Module, batches: list, lr: float, clip: float | None) -> float:
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
     start = time.perf_counter()
@@ -51,30 +27,10 @@ def plain_loop(net: torch.nn.Module, batches: list, lr: float) -> float:
         loss = F.cross_entropy(net(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         optimizer.step()
     return time.perf_counter() - start
-
-
-def lightning_path(cfg, datamodule, init_state: dict, batches: list) -> float:
-    task = pipeline.build_task(cfg, datamodule)
-    task.net.load_state_dict(init_state)
-    trainer = pipeline.build_trainer(cfg, task, pipeline.build_callbacks(cfg), [])
-    loader = DataLoader(batches, batch_size=None, shuffle=False)
-    start = time.perf_counter()
-    trainer.fit(task, train_dataloaders=loader)
-    return time.perf_counter() - start
-
-
-def startup_time(data_dir: str) -> float:
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "seqlab.train", "experiment=mnist_lstm", "debug=fdr", f"hydra.run.dir={out}"],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "SEQLAB_DATA_DIR": data_dir},
-        )
-        return time.perf_counter() - start
 
 
 def main() -> None:
@@ -82,38 +38,36 @@ def main() -> None:
     parser.add_argument("--experiment", default="mnist_lstm")
     parser.add_argument("--batches", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data-dir", default=os.environ.get("SEQLAB_DATA_DIR", str(Path(CONF_DIR).parent / "data")))
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
 
-    import logging
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as out:
-        cfg = compose_cfg(args.experiment, args.data_dir, out)
-        datamodule = pipeline.build_datamodule(cfg)
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        loader = datamodule.train_dataloader()
-        batches = [b for _, b in zip(range(args.batches), loader, strict=False)]
+        cfg = bench_cfg(args.experiment, args.data_dir, out)
+        datamodule = prepared_datamodule(cfg)
+        batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
         samples = sum(len(b[1]) for b in batches)
         torch.manual_seed(0)
+        from seqlab import pipeline
+
         template = pipeline.build_task(cfg, datamodule).net
         init_state = copy.deepcopy(template.state_dict())
-        lr = cfg.optimizer.lr
-        # warm-up (allocator, kernels), then alternate
-        plain_loop(copy.deepcopy(template), batches[:10], lr)
+        lr, clip = cfg.optimizer.lr, cfg.trainer.gradient_clip_val
+        plain_loop(copy.deepcopy(template), batches[:10], lr, clip)  # warm-up
         plain_t, light_t = [], []
-        for _ in range(args.repeats):
-            net = copy.deepcopy(template)
-            plain_t.append(plain_loop(net, batches, lr))
-            light_t.append(lightning_path(cfg, datamodule, init_state, batches))
+        for _ in range(args.repeats):  # alternate, so noise hits both
+            plain_t.append(plain_loop(copy.deepcopy(template), batches, lr, clip))
+            light_t.append(lightning_fit(cfg, datamodule, init_state, batches)[0])
     plain, light = samples / min(plain_t), samples / min(light_t)
-    print(f"# MNIST {args.experiment}: {len(batches)} batches x {cfg.data.batch_size}, view={cfg.data.view}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        header(
+            f"MNIST {args.experiment}: {len(batches)} batches x {cfg.data.batch_size}, view={cfg.data.view}"
+        )
+    )
     print(f"plain PyTorch loop : {plain:10.1f} samples/s  (best of {args.repeats}: {min(plain_t):.2f} s)")
     print(f"seqlab (Lightning) : {light:10.1f} samples/s  (best of {args.repeats}: {min(light_t):.2f} s)")
     print(f"ratio seqlab/plain : {light / plain:10.3f}  (goal >= 0.95)")
-    print(f"start-up, seqlab.train experiment=mnist_lstm debug=fdr: {startup_time(args.data_dir):.1f} s (goal < 15 s)")
+    t = startup_time("mnist_lstm", args.data_dir)
+    print(f"start-up to exit, seqlab.train experiment=mnist_lstm debug=fdr: {t:.1f} s (goal < 15 s)")
 
 
 if __name__ == "__main__":

@@ -41,9 +41,58 @@ def make_mnist(root: Path, n_train: int = 240, n_test: int = 60, seed: int = 0) 
     return root
 
 
+PTB_WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "log", "big", "small", "<unk>", "N"]
+
+
+def make_ptb(root: Path, lines: tuple[int, int, int] = (120, 20, 20), seed: int = 0) -> Path:
+    """A tiny PTB-like corpus: short sentences over 14 words; the test file has one word unseen in training."""
+    rng = np.random.default_rng(seed)
+    folder = root / "ptb"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in zip(("train", "valid", "test"), lines, strict=True):
+        text = "".join(" " + " ".join(rng.choice(PTB_WORDS, rng.integers(3, 9))) + " \n" for _ in range(n))
+        if name == "test":
+            text += " the zebra sat \n"
+        (folder / f"ptb.{name}.txt").write_text(text)
+    return root
+
+
+POSITIVE = ["great", "wonderful", "superb", "loved", "brilliant", "fun"]
+NEGATIVE = ["awful", "boring", "terrible", "hated", "dull", "waste"]
+FILLER = ["the", "movie", "film", "plot", "actor", "story", "was", "a", "and", "it", "this"]
+
+
+def imdb_rows(n: int, rng: np.random.Generator) -> list[tuple[str, int]]:
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(FILLER, rng.integers(3, 30))) + list(
+            rng.choice(POSITIVE if label else NEGATIVE, 2)
+        )
+        rng.shuffle(words)
+        rows.append((" ".join(words).capitalize() + ".<br /><br />", label))
+    return rows
+
+
+def make_imdb(root: Path, n_train: int = 200, n_test: int = 60, seed: int = 0) -> Path:
+    """A tiny IMDB-like CSV pair: each review holds two sentiment words among filler."""
+    import csv
+
+    rng = np.random.default_rng(seed)
+    folder = root / "imdb"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", n_train), ("test", n_test)):
+        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, quoting=csv.QUOTE_NONNUMERIC)
+            writer.writerow(["text", "label"])
+            writer.writerows(imdb_rows(n, rng))
+    return root
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_mnist(tmp_path_factory.mktemp("data"))
+    root = tmp_path_factory.mktemp("data")
+    return make_imdb(make_ptb(make_mnist(root)))
 
 
 @pytest.fixture
@@ -52,11 +101,12 @@ def make_cfg(tmp_path: Path, data_dir: Path) -> Callable[..., DictConfig]:
 
     def _make(*overrides: str, config_name: str = "train", output_dir: Path | None = None) -> DictConfig:
         out = output_dir or tmp_path / "run"
+        quiet = ["trainer.enable_progress_bar=false"] if config_name in ("train", "eval") else []
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(
                 config_name,
-                overrides=[f"paths.data_dir={data_dir}", "trainer.enable_progress_bar=false", *overrides],
+                overrides=[f"paths.data_dir={data_dir}", *quiet, *overrides],
                 return_hydra_config=True,
             )
         with open_dict(cfg):

@@ -34,17 +34,21 @@ def test_classifier_shapes(cell, bidirectional):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_padding_never_enters_the_recurrence(cell):
-    """The final state of a right-padded row equals running that row alone, for packed and masked cells."""
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padding_never_enters_the_recurrence(cell, side):
+    """Final state and outputs of a padded row equal running that row alone, for packed and masked cells."""
     torch.manual_seed(0)
     enc = RecurrentEncoder(4, 6, num_layers=2, cell=cell, bidirectional=True).eval()
     x = torch.randn(2, 9, 4)
     mask = torch.ones(2, 9, dtype=torch.bool)
-    mask[1, 5:] = False
-    x[1, 5:] = 100.0  # garbage in the padding must not matter
-    _, state = enc(x, mask)
-    _, alone = enc(x[1:, :5])
+    real = slice(0, 5) if side == "right" else slice(4, 9)
+    pad = slice(5, 9) if side == "right" else slice(0, 4)
+    mask[1, pad] = False
+    x[1, pad] = 100.0  # garbage in the padding must not matter
+    out, state = enc(x, mask)
+    alone_out, alone = enc(x[1:, real])
     torch.testing.assert_close(enc.last_hidden(state)[1], enc.last_hidden(alone)[0])
+    torch.testing.assert_close(out[1, real], alone_out[0])
 
 
 def test_masked_pooling_ignores_padding():

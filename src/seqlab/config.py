@@ -9,9 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A config value is wrong; the message names the key, the value and what is allowed."""
+from seqlab.errors import ConfigError
 
 
 def project_root() -> Path:
@@ -24,6 +22,8 @@ CONF_DIR = str(project_root() / "conf")
 
 if not OmegaConf.has_resolver("seqlab_root"):
     OmegaConf.register_new_resolver("seqlab_root", lambda: str(project_root()))
+if not OmegaConf.has_resolver("range_list"):  # e.g. LR milestones: ${range_list:6,39} -> [6, ..., 38]
+    OmegaConf.register_new_resolver("range_list", lambda start, stop: list(range(int(start), int(stop))))
 
 
 def iter_targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:

@@ -19,7 +19,8 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import seqlab
-from seqlab.config import ConfigError, check_safe_targets
+from seqlab.config import check_safe_targets
+from seqlab.errors import ConfigError
 from seqlab.tasks.base import TaskModule
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,10 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 def build_trainer(cfg: DictConfig, task: TaskModule, callbacks: list, loggers: list) -> L.Trainer:
     trainer_cfg = cfg.trainer
     if not task.automatic_optimization:
-        # Lightning refuses gradient_clip_val under manual optimization: the task clips by itself.
+        # Lightning refuses clipping and accumulation under manual optimization: the task does both itself.
         task.gradient_clip_val = trainer_cfg.get("gradient_clip_val")
-        trainer_cfg = OmegaConf.merge(trainer_cfg, {"gradient_clip_val": None})
+        task.accumulate_grad_batches = trainer_cfg.get("accumulate_grad_batches") or 1
+        trainer_cfg = OmegaConf.merge(trainer_cfg, {"gradient_clip_val": None, "accumulate_grad_batches": 1})
     return instantiate(trainer_cfg, "trainer", callbacks=callbacks, logger=loggers or False)
 
 

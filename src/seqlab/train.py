@@ -7,8 +7,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from seqlab.config import CONF_DIR, ConfigError, print_config
-from seqlab.data.files import DataError
+from seqlab.config import CONF_DIR, print_config
+from seqlab.errors import ConfigError, DataError
 
 
 def run(task_function, cfg: DictConfig):

@@ -1,5 +1,6 @@
 """Lightning callbacks."""
 
 from seqlab.callbacks.grad_norm import GradNormMonitor
+from seqlab.callbacks.text_sample import TextSampleLogger
 
-__all__ = ["GradNormMonitor"]
+__all__ = ["GradNormMonitor", "TextSampleLogger"]

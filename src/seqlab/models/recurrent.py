@@ -95,8 +95,10 @@ class OwnRNN(nn.Module):
 class RecurrentEncoder(nn.Module):
     """One encoder over `rnn | lstm | gru | own_rnn`, batch-first.
 
-    forward(x, mask, state) -> (outputs, state). `mask` (B, T, True on real steps) marks padding;
-    the fused cells expect right padding and pack the batch, so padding never enters the recurrence.
+    forward(x, mask, state) -> (outputs, state). `mask` (B, T, True on real steps) marks padding. With
+    `pack` (the default) padding never enters the recurrence, on either side: the fused cells run on a
+    packed batch, `own_rnn` skips padded steps. `pack=False` runs over the padding as a plain loop would
+    (the course's way), which is right for last-step pooling only with left padding.
     """
 
     def __init__(
@@ -107,12 +109,13 @@ class RecurrentEncoder(nn.Module):
         cell: str = "lstm",
         dropout: float = 0.0,
         bidirectional: bool = False,
+        pack: bool = True,
     ) -> None:
         super().__init__()
         check_choice("cell", cell, CELLS)
         check_positive(input_dim=input_dim, hidden_dim=hidden_dim, num_layers=num_layers)
         check_dropout(dropout)
-        self.cell, self.hidden_dim, self.num_layers = cell, hidden_dim, num_layers
+        self.cell, self.hidden_dim, self.num_layers, self.pack = cell, hidden_dim, num_layers, pack
         self.num_directions = 2 if bidirectional else 1
         dropout = dropout if num_layers > 1 else 0.0  # between layers only, as nn.RNN does
         if cell == "own_rnn":
@@ -135,14 +138,23 @@ class RecurrentEncoder(nn.Module):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, state: State | None = None
     ) -> tuple[Tensor, State]:
+        if mask is not None and not self.pack:
+            mask = None
         if self.cell == "own_rnn":
             return self.rnn(x, state, mask)
         if mask is None:
             return self.rnn(x, state)
-        lengths = mask.sum(1).clamp(min=1).cpu()  # pack needs CPU lengths; an empty row keeps one pad step
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        lengths = mask.sum(1).clamp(min=1)  # an empty row keeps one pad step
+        left_padded = not bool(mask[:, 0].all())
+        if left_padded:  # rotate each row so that its tokens come first, and back afterwards
+            steps = torch.arange(x.size(1), device=x.device)
+            shift = (x.size(1) - lengths)[:, None]
+            x = x.gather(1, ((steps + shift) % x.size(1))[..., None].expand_as(x))
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed, state)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        if left_padded:
+            out = out.gather(1, ((steps - shift) % x.size(1))[..., None].expand_as(out))
         return out, state
 
     def last_hidden(self, state: State) -> Tensor:
@@ -155,6 +167,7 @@ class SequenceClassifierNet(nn.Module):
     """(optional embedding) -> recurrent encoder -> pooling -> linear head.
 
     Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`).
+    Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`.
     """
 
     def __init__(
@@ -170,6 +183,7 @@ class SequenceClassifierNet(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         pooling: str = "last",
+        pack: bool = True,
     ) -> None:
         super().__init__()
         check_choice("pooling", pooling, POOLINGS)
@@ -185,7 +199,7 @@ class SequenceClassifierNet(nn.Module):
         else:
             self.embedding = None
         self.pooling = pooling
-        self.encoder = RecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout, bidirectional)
+        self.encoder = RecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack)
         self.head = nn.Linear(self.encoder.output_dim, num_classes)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -199,5 +213,26 @@ class SequenceClassifierNet(nn.Module):
         elif self.pooling == "mean":
             pooled = (out * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         else:
-            pooled = out.masked_fill(~mask[..., None], float("-inf")).amax(1)
+            pooled = out.masked_fill(~mask[..., None], float("-inf")).amax(1).nan_to_num(neginf=0.0)
         return self.head(pooled)
+
+
+class BagOfEmbeddings(nn.Module):
+    """The mean of a text's word embeddings -> linear head: a fast, strong baseline.
+
+    The ids are one-hot word indices over the vocabulary, with `<unk>` the extra category for unknown
+    words; padding (`pad_id`) is left out of the mean.
+    """
+
+    def __init__(
+        self, vocab_size: int, num_classes: int, embed_dim: int = 64, pad_id: int = 0, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        check_positive(vocab_size=vocab_size, num_classes=num_classes, embed_dim=embed_dim)
+        check_dropout(dropout)
+        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="mean", padding_idx=pad_id)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.head(self.drop(self.embedding(ids)))

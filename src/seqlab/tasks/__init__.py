@@ -2,5 +2,6 @@
 
 from seqlab.tasks.base import TaskModule
 from seqlab.tasks.classification import SequenceClassifier
+from seqlab.tasks.language_model import LanguageModel
 
-__all__ = ["SequenceClassifier", "TaskModule"]
+__all__ = ["LanguageModel", "SequenceClassifier", "TaskModule"]

@@ -1,17 +1,28 @@
-"""Sequence classification (sequential MNIST, IMDB): cross-entropy and accuracy."""
+"""Sequence classification (sequential MNIST, IMDB): cross-entropy; accuracy, F1, AUROC, confusion matrix."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
 
 from seqlab.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
 
 class SequenceClassifier(TaskModule):
-    """Batches are (inputs, targets) or (inputs, targets, mask); the net maps inputs to class logits."""
+    """Batches are (inputs, targets) or (inputs, targets, mask); the net maps inputs to class logits.
+
+    Logged: `{train,val,test}/loss` and `/acc`; for val and test also macro `f1` and `auroc`, and a
+    confusion-matrix image in TensorBoard.
+    """
 
     def __init__(
         self,
@@ -21,33 +32,72 @@ class SequenceClassifier(TaskModule):
         scheduler_interval: str = "epoch",
     ) -> None:
         super().__init__(net, optimizer, scheduler, scheduler_interval)
-        num_classes = net.head.out_features
-        self.train_acc, self.val_acc, self.test_acc = (
-            MulticlassAccuracy(num_classes, average="micro") for _ in range(3)
+        n = net.head.out_features
+        self.train_acc = MulticlassAccuracy(n, average="micro")
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(n, average="micro"),
+                "f1": MulticlassF1Score(n, average="macro"),
+                "auroc": MulticlassAUROC(n),
+            }
         )
+        self.val_metrics, self.test_metrics = metrics.clone(prefix="val/"), metrics.clone(prefix="test/")
+        self.val_confmat, self.test_confmat = MulticlassConfusionMatrix(n), MulticlassConfusionMatrix(n)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.net(x, mask)
 
-    def _step(self, batch: tuple[Tensor, ...], stage: str, accuracy: MulticlassAccuracy) -> Tensor:
-        x, y = batch[0], batch[1]
-        logits = self(x, batch[2] if len(batch) > 2 else None)
-        loss = F.cross_entropy(logits, y)
-        accuracy(logits.argmax(-1), y)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+    def _logits(self, batch: tuple[Tensor, ...]) -> Tensor:
+        return self(batch[0], batch[2] if len(batch) > 2 else None)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        return self._step(batch, "train", self.train_acc)
+        logits, y = self._logits(batch), batch[1]
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits.argmax(-1), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
 
-    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        return self._step(batch, "val", self.val_acc)
+    def _eval_step(
+        self,
+        batch: tuple[Tensor, ...],
+        stage: str,
+        metrics: MetricCollection,
+        confmat: MulticlassConfusionMatrix,
+    ) -> None:
+        logits, y = self._logits(batch), batch[1]
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        probs = logits.softmax(-1)
+        metrics.update(probs, y)
+        confmat.update(probs, y)
+        self.log_dict(metrics, on_epoch=True, prog_bar=False)
 
-    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        return self._step(batch, "test", self.test_acc)
+    def _log_confusion_matrix(self, stage: str, confmat: MulticlassConfusionMatrix) -> None:
+        matrix = confmat.compute()
+        confmat.reset()
+        writers = [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        if self.trainer.sanity_checking or not writers or not self.trainer.is_global_zero:
+            return
+        from seqlab.plots import confusion_matrix_figure
+
+        labels = getattr(self.trainer.datamodule, "label_names", None)
+        for writer in writers:
+            writer.add_figure(
+                f"{stage}/confusion_matrix", confusion_matrix_figure(matrix, labels), self.global_step
+            )
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics, self.val_confmat)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_confusion_matrix("val", self.val_confmat)
+
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics, self.test_confmat)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_confusion_matrix("test", self.test_confmat)
 
     @torch.no_grad()
     def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        return self(batch[0], batch[2] if len(batch) > 2 else None).softmax(-1)
+        return self._logits(batch).softmax(-1)

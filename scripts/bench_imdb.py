@@ -1,0 +1,124 @@
+"""IMDB benchmark: text-pipeline timings and what bucketing + packing buy.
+
+Prints: seconds to read, tokenize and build the vocabulary of the 25,000 training reviews (goal < 5 s) and
+to encode them; seconds to load the encoded cache (goal < 1 s); training samples/s of the seqlab path with
+bucketed, packed batches against fixed-length padding to max_length (goal: 2x or more), and against a
+plain PyTorch loop on the same bucketed batches (goal >= 0.95). One process, alternating measurements.
+
+    SEQLAB_DATA_DIR=../shared/data python scripts/bench_imdb.py [--batches 60] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from benchlib import DEFAULT_DATA_DIR, bench_cfg, header, lightning_fit, prepared_datamodule
+
+from seqlab import pipeline
+from seqlab.data import IMDBDataModule
+from seqlab.data import text as text_pipeline
+
+
+def pipeline_timings(data_dir: str) -> dict[str, float]:
+    start = time.perf_counter()
+    texts, _ = text_pipeline.read_csv(Path(data_dir) / "imdb" / "train.csv")
+    read = time.perf_counter()
+    vocab = text_pipeline.build_vocab(texts, min_freq=5)
+    built = time.perf_counter()
+    text_pipeline.encode(texts, vocab, max_length=400)
+    encoded = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cache:
+        IMDBDataModule(data_dir, cache_dir=cache).prepare_data()
+        loaded = time.perf_counter()
+        IMDBDataModule(data_dir, cache_dir=cache).setup()
+        done = time.perf_counter()
+    return {
+        "read_s": read - start,
+        "vocab_s": built - read,
+        "encode_s": encoded - built,
+        "cache_load_s": done - loaded,
+        "vocab_size": len(vocab),
+    }
+
+
+def plain_loop(net, batches, lr: float, clip: float | None) -> float:
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    net.train()
+    start = time.perf_counter()
+    for ids, y, mask in batches:
+        loss = F.cross_entropy(net(ids, mask), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="imdb_lstm")
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    args = parser.parse_args()
+
+    timings = pipeline_timings(args.data_dir)
+    with tempfile.TemporaryDirectory() as out:
+        setups = {
+            "bucketed + packed": bench_cfg(args.experiment, args.data_dir, out, "data.bucket=true"),
+            "fixed-length padding": bench_cfg(
+                args.experiment,
+                args.data_dir,
+                out,
+                "data.bucket=false",
+                "data.pad_to_max_length=true",
+                "model.net.pack=false",
+            ),
+        }
+        runs = {}
+        for name, cfg in setups.items():
+            datamodule = prepared_datamodule(cfg)
+            batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
+            torch.manual_seed(0)
+            net = pipeline.build_task(cfg, datamodule).net
+            runs[name] = (cfg, datamodule, batches, copy.deepcopy(net.state_dict()), net)
+        times: dict[str, list[float]] = {name: [] for name in [*runs, "plain loop, bucketed + packed"]}
+        for _ in range(args.repeats):
+            for name, (cfg, datamodule, batches, init, _) in runs.items():
+                times[name].append(lightning_fit(cfg, datamodule, init, batches)[0])
+            cfg, _, batches, _, net = runs["bucketed + packed"]
+            times["plain loop, bucketed + packed"].append(
+                plain_loop(copy.deepcopy(net), batches, cfg.optimizer.lr, cfg.trainer.gradient_clip_val)
+            )
+    print(header(f"IMDB {args.experiment}: {args.batches} batches"))
+    print(f"read 25,000 training reviews       : {timings['read_s']:.2f} s")
+    print(
+        f"tokenize + build vocabulary        : {timings['vocab_s']:.2f} s  ({timings['vocab_size']} words; "
+        f"read + vocab {timings['read_s'] + timings['vocab_s']:.2f} s, goal < 5 s)"
+    )
+    print(f"encode 25,000 reviews to ids       : {timings['encode_s']:.2f} s")
+    print(f"load the encoded cache             : {timings['cache_load_s']:.2f} s  (goal < 1 s)")
+    samples = {name: sum(len(b[1]) for b in run[2]) for name, run in runs.items()}
+    samples["plain loop, bucketed + packed"] = samples["bucketed + packed"]
+    rate = {name: samples[name] / min(t) for name, t in times.items()}
+    for name, value in rate.items():
+        print(f"train, {name:<28}: {value:8.1f} samples/s")
+    print(
+        f"bucketing + packing speed-up       : {rate['bucketed + packed'] / rate['fixed-length padding']:.2f}x "
+        "(goal >= 2x)"
+    )
+    print(
+        f"ratio seqlab/plain (bucketed)      : {rate['bucketed + packed'] / rate['plain loop, bucketed + packed']:.3f}"
+        " (goal >= 0.95)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Penn Treebank benchmark: the seqlab LanguageModel (manual-optimization TBPTT) against a plain PyTorch loop.
+
+Same model, same initial weights, same windows, one process, alternating measurements. Prints training
+tokens/s of both and the ratio (goal >= 0.95), evaluation tokens/s of both, and the peak memory of
+training on a 350-step window with truncated_bptt_steps=35 against null (whole-window backpropagation).
+
+    SEQLAB_DATA_DIR=../shared/data python scripts/bench_ptb.py [--batches 100] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from benchlib import DEFAULT_DATA_DIR, bench_cfg, header, lightning_fit, peak_rss_mb, prepared_datamodule
+
+from seqlab import pipeline
+from seqlab.models.language_model import detach_state
+
+
+def plain_tbptt(net, batches, lr: float, clip: float, k: int, per_batch: bool) -> float:
+    """The pytorch/examples loop: carry the state, detach it per chunk, SGD with clipping."""
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    net.train()
+    state = None
+    start = time.perf_counter()
+    for x, y in batches:
+        for s in range(0, x.size(1), k):
+            inputs, targets = x[:, s : s + k], y[:, s : s + k]
+            state = detach_state(state)
+            logits, state = net(inputs, state)
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+            loss = loss / (targets.size(0) if per_batch else targets.numel())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            optimizer.step()
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def plain_eval(net, batches) -> float:
+    net.eval()
+    state, start = None, time.perf_counter()
+    for x, y in batches:
+        logits, state = net(x, state)
+        F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
+    return time.perf_counter() - start
+
+
+def memory_probe(data_dir: str, tbptt: str, window: int, batches: int) -> dict:
+    """Run in a child process: peak RSS (and CUDA memory) of training `batches` windows of `window` steps."""
+    with tempfile.TemporaryDirectory() as out:
+        cfg = bench_cfg(
+            "ptb_zaremba_small",
+            data_dir,
+            out,
+            f"data.seq_len={window}",
+            f"model.truncated_bptt_steps={tbptt}",
+        )
+        datamodule = prepared_datamodule(cfg)
+        data = [b for _, b in zip(range(batches), datamodule.train_dataloader(), strict=False)]
+        init = pipeline.build_task(cfg, datamodule).net.state_dict()
+        base = peak_rss_mb()
+        lightning_fit(cfg, datamodule, init, data)
+        result = {"peak_rss_mb": peak_rss_mb(), "rss_growth_mb": peak_rss_mb() - base}
+        if torch.cuda.is_available():
+            result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="ptb_zaremba_small")
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument(
+        "--memory-probe", nargs=3, metavar=("TBPTT", "WINDOW", "BATCHES"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.memory_probe:
+        tbptt, window, n = args.memory_probe
+        print(json.dumps(memory_probe(args.data_dir, tbptt, int(window), int(n))))
+        return
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = bench_cfg(args.experiment, args.data_dir, out)
+        datamodule = prepared_datamodule(cfg)
+        batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
+        val = list(datamodule.val_dataloader())
+        tokens, val_tokens = sum(y.numel() for _, y in batches), sum(y.numel() for _, y in val)
+        torch.manual_seed(0)
+        template = pipeline.build_task(cfg, datamodule).net
+        init_state = copy.deepcopy(template.state_dict())
+        k = cfg.model.truncated_bptt_steps or cfg.data.seq_len
+        loop_args = (cfg.optimizer.lr, cfg.trainer.gradient_clip_val, k, cfg.model.loss_scale != "token_mean")
+        plain_tbptt(copy.deepcopy(template), batches[:10], *loop_args)  # warm-up
+        plain_t, light_t, plain_e, light_e = [], [], [], []
+        for _ in range(args.repeats):
+            plain_t.append(plain_tbptt(copy.deepcopy(template), batches, *loop_args))
+            seconds, task = lightning_fit(cfg, datamodule, init_state, batches)
+            light_t.append(seconds)
+            plain_e.append(plain_eval(copy.deepcopy(template), val))
+            trainer = pipeline.build_trainer(cfg, task, [], [])
+            trainer.limit_val_batches = 1.0
+            start = time.perf_counter()
+            trainer.validate(task, datamodule=datamodule, verbose=False)
+            light_e.append(time.perf_counter() - start)
+
+    print(
+        header(f"PTB {args.experiment}: {len(batches)} windows of {cfg.data.batch_size} x {cfg.data.seq_len}")
+    )
+    plain, light = tokens / min(plain_t), tokens / min(light_t)
+    print(f"train, plain PyTorch loop : {plain:10.0f} tokens/s")
+    print(f"train, seqlab (Lightning) : {light:10.0f} tokens/s")
+    print(f"train ratio seqlab/plain  : {light / plain:10.3f}  (goal >= 0.95)")
+    pe, le = val_tokens / min(plain_e), val_tokens / min(light_e)
+    print(f"eval,  plain PyTorch loop : {pe:10.0f} tokens/s  (whole valid stream)")
+    print(f"eval,  seqlab (Lightning) : {le:10.0f} tokens/s  (ratio {le / pe:.3f})")
+    for tbptt in ("35", "null"):
+        probe = subprocess.run(
+            [sys.executable, __file__, "--data-dir", args.data_dir, "--memory-probe", tbptt, "350", "3"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        result = json.loads(probe.stdout.strip().splitlines()[-1])
+        cuda = f", CUDA peak {result['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in result else ""
+        print(
+            f"memory, 350-step window, truncated_bptt_steps={tbptt:>4}: peak RSS {result['peak_rss_mb']:.0f} MB "
+            f"(+{result['rss_growth_mb']:.0f} MB while training){cuda}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Helpers shared by the scripts/bench_*.py benchmarks: one config, one Lightning path, one start-up timer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+from torch.utils.data import DataLoader
+
+from seqlab import pipeline
+from seqlab.config import CONF_DIR
+
+DEFAULT_DATA_DIR = os.environ.get("SEQLAB_DATA_DIR", str(Path(CONF_DIR).parent / "data"))
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
+def bench_cfg(experiment: str, data_dir: str, out: str, *overrides: str) -> DictConfig:
+    """The experiment's config, trimmed to the training loop: no validation, checkpoints, logger or bar."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train", overrides=[f"experiment={experiment}", f"paths.data_dir={data_dir}", *overrides]
+        )
+    with open_dict(cfg):
+        cfg.paths.output_dir = out
+        cfg.trainer.update(
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            enable_checkpointing=False,
+            max_epochs=1,
+            num_sanity_val_steps=0,
+        )
+        cfg.callbacks = {k: v for k, v in cfg.callbacks.items() if k == "grad_norm"}
+        cfg.logger = {}
+    return cfg
+
+
+def prepared_datamodule(cfg: DictConfig):
+    datamodule = pipeline.build_datamodule(cfg)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def lightning_fit(cfg: DictConfig, datamodule, init_state: dict, batches: list) -> tuple[float, object]:
+    """Seconds for the seqlab path to train on `batches`, from the given initial weights."""
+    task = pipeline.build_task(cfg, datamodule)
+    task.net.load_state_dict(init_state)
+    trainer = pipeline.build_trainer(cfg, task, pipeline.build_callbacks(cfg), [])
+    start = time.perf_counter()
+    trainer.fit(task, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
+    return time.perf_counter() - start, task
+
+
+def startup_time(experiment: str, data_dir: str) -> float:
+    """Start-to-exit seconds of `seqlab.train experiment=... debug=fdr` in a fresh process."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "seqlab.train",
+                f"experiment={experiment}",
+                "debug=fdr",
+                f"hydra.run.dir={out}",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "SEQLAB_DATA_DIR": data_dir},
+        )
+        return time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def header(name: str) -> str:
+    return f"# {name} | torch {torch.__version__} | {torch.get_num_threads()} threads | {device_name()}"
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"

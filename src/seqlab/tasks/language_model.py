@@ -1,0 +1,190 @@
+"""Language modelling with truncated backpropagation through time (the Lightning 2 manual-optimization recipe)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import Metric
+
+from seqlab.errors import ConfigError
+from seqlab.models.language_model import RNNLanguageModel, detach_state
+from seqlab.models.recurrent import State
+from seqlab.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
+
+LOSS_SCALES = ("token_mean", "sum_time_mean_batch")
+
+
+class MeanNLL(Metric):
+    """Total NLL / total tokens over a whole split (reduced across ranks): exp() of it is the exact perplexity."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, nll_sum: Tensor, count: int) -> None:
+        self.total += nll_sum.detach().double()
+        self.count += count
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count.clamp(min=1)).float()
+
+
+class LanguageModel(TaskModule):
+    """Next-word prediction over contiguous streams, the hidden state carried from batch to batch.
+
+    Each training window is cut into chunks of `truncated_bptt_steps` steps (null: the whole window);
+    per chunk: forward, backward, clip, step, with the state detached between chunks, carried across
+    batches and reset at each epoch start. `loss_scale` picks the published recipes' loss:
+    `token_mean` (pytorch/examples) or `sum_time_mean_batch` (Zaremba et al.). With
+    `teacher_forcing_ratio` < 1 each input is the true previous word with that probability and the
+    model's own previous prediction otherwise (0.0: free running). Evaluation is always teacher-forced.
+    Clipping (`gradient_clip_val`) and accumulation (`accumulate_grad_batches`, counted in chunks) are
+    set from the trainer config by the pipeline, since Lightning applies neither under manual optimization.
+    """
+
+    def __init__(
+        self,
+        net: RNNLanguageModel,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        truncated_bptt_steps: int | None = 35,
+        loss_scale: str = "token_mean",
+        teacher_forcing_ratio: float = 1.0,
+    ) -> None:
+        super().__init__(net, optimizer, scheduler, scheduler_interval)
+        if truncated_bptt_steps is not None and (
+            isinstance(truncated_bptt_steps, bool)
+            or not isinstance(truncated_bptt_steps, int)
+            or truncated_bptt_steps <= 0
+        ):
+            raise ValueError(
+                f"truncated_bptt_steps={truncated_bptt_steps!r} must be a positive integer or null"
+            )
+        if loss_scale not in LOSS_SCALES:
+            raise ValueError(f"loss_scale={loss_scale!r} is not supported; allowed: {', '.join(LOSS_SCALES)}")
+        if not 0.0 <= teacher_forcing_ratio <= 1.0:
+            raise ValueError(f"teacher_forcing_ratio={teacher_forcing_ratio!r} must lie in [0, 1]")
+        self.automatic_optimization = False
+        self.truncated_bptt_steps, self.loss_scale = truncated_bptt_steps, loss_scale
+        self.teacher_forcing_ratio = teacher_forcing_ratio
+        self.gradient_clip_val: float | None = None
+        self.accumulate_grad_batches = 1
+        self.train_nll, self.val_nll, self.test_nll = MeanNLL(), MeanNLL(), MeanNLL()
+        self.train_state: State | None = None
+        self.eval_state: State | None = None
+        self._pending_chunks = 0
+
+    def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        return self.net(ids, state)
+
+    def setup(self, stage: str) -> None:
+        window = getattr(self.trainer.datamodule, "seq_len", None) if self.trainer.datamodule else None
+        if stage == "fit" and self.truncated_bptt_steps and window and self.truncated_bptt_steps > window:
+            raise ConfigError(
+                f"model.truncated_bptt_steps={self.truncated_bptt_steps} is larger than the window "
+                f"data.seq_len={window}; use at most {window}, or null for the whole window"
+            )
+
+    def forward_chunk(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """Teacher-forced in one fused call, or step by step when inputs may be the model's own predictions."""
+        if self.teacher_forcing_ratio >= 1.0 or not self.training:
+            return self.net(x, state)
+        steps = []
+        inputs = x[:, 0]
+        for t in range(x.size(1)):
+            if t > 0:
+                own = steps[-1][:, -1].detach().argmax(-1)
+                truth = torch.rand(x.size(0), device=x.device) < self.teacher_forcing_ratio
+                inputs = torch.where(truth, x[:, t], own)
+            logits, state = self.net(inputs[:, None], state)
+            steps.append(logits)
+        return torch.cat(steps, dim=1), state
+
+    def chunk_loss(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """(loss to optimise, summed NLL) for one chunk."""
+        nll_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+        divisor = targets.numel() if self.loss_scale == "token_mean" else targets.size(0)
+        return nll_sum / divisor, nll_sum
+
+    def on_train_epoch_start(self) -> None:
+        self.train_state = None
+        self._pending_chunks = 0
+        self.optimizers().zero_grad(set_to_none=True)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        optimizer = self.optimizers()
+        k = self.truncated_bptt_steps or x.size(1)
+        total = x.new_zeros((), dtype=torch.float)
+        for start in range(0, x.size(1), k):
+            inputs, targets = x[:, start : start + k], y[:, start : start + k]
+            self.train_state = detach_state(self.train_state)
+            logits, self.train_state = self.forward_chunk(inputs, self.train_state)
+            loss, nll_sum = self.chunk_loss(logits, targets)
+            self.manual_backward(loss / self.accumulate_grad_batches)
+            self._pending_chunks += 1
+            if self._pending_chunks == self.accumulate_grad_batches:
+                if self.gradient_clip_val:
+                    self.clip_gradients(optimizer, self.gradient_clip_val, "norm")
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                self._pending_chunks = 0
+                if self.scheduler_interval == "step":
+                    self._step_scheduler()
+            self.train_nll.update(nll_sum, targets.numel())
+            total += nll_sum.detach()
+        self.log(
+            "train/loss", total / y.numel(), on_step=True, on_epoch=True, prog_bar=True, batch_size=y.numel()
+        )
+        return total
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/ppl", self.train_nll.compute().exp())
+        self.train_nll.reset()
+        if self.scheduler_interval == "epoch":
+            self._step_scheduler()
+
+    def _step_scheduler(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is None:
+            return
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            val_loss = self.trainer.callback_metrics.get("val/loss")
+            if val_loss is not None:
+                scheduler.step(val_loss)
+        else:
+            scheduler.step()
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], metric: MeanNLL) -> None:
+        x, y = batch
+        logits, self.eval_state = self.net(x, self.eval_state)
+        metric.update(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"), y.numel())
+
+    def _eval_epoch_end(self, stage: str, metric: MeanNLL) -> None:
+        loss = metric.compute()
+        self.log(f"{stage}/loss", loss)
+        self.log(f"{stage}/ppl", loss.exp(), prog_bar=True)
+        metric.reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self.eval_state = None
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_nll)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val", self.val_nll)
+
+    def on_test_epoch_start(self) -> None:
+        self.eval_state = None
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_nll)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_nll)

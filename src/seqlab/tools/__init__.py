@@ -1,0 +1,1 @@
+"""What the tools do on a trained model (sampling, embedding analysis), shared by entry points and callbacks."""

@@ -1,0 +1,46 @@
+"""Text generation from a word-level language model."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from seqlab.data.ptb import EOS
+from seqlab.data.vocab import UNK, Vocabulary
+from seqlab.models.language_model import RNNLanguageModel, generate
+
+log = logging.getLogger(__name__)
+
+
+def encode_prompt(vocab: Vocabulary, prompt: str) -> list[int]:
+    """Prompt words -> ids; words the vocabulary lacks become <unk>, with one warning naming them."""
+    words = prompt.split() or [EOS]  # an empty prompt starts a new sentence
+    unknown = sorted({w for w in words if w not in vocab})
+    if unknown:
+        log.warning("Not in the vocabulary, read as %s: %s", UNK, ", ".join(unknown))
+    return vocab.encode(words)
+
+
+def sample_text(
+    net: RNNLanguageModel,
+    vocab: Vocabulary,
+    prompt: str = "the",
+    num_words: int = 50,
+    strategy: str = "multinomial",
+    temperature: float = 1.0,
+    top_k: int = 40,
+    seed: int | None = 0,
+) -> str:
+    """The prompt followed by `num_words` generated words, each `<eos>` shown as a line break."""
+    generator = torch.Generator(device=next(net.parameters()).device)
+    if seed is not None:
+        generator.manual_seed(seed)
+    was_training = net.training
+    net.eval()
+    try:
+        ids = encode_prompt(vocab, prompt)
+        words = vocab.decode(ids + generate(net, ids, num_words, strategy, temperature, top_k, generator))
+    finally:
+        net.train(was_training)
+    return " ".join(words).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n")

@@ -1,0 +1,259 @@
+"""IMDB: text pipeline, vocabulary, cache, batching, models, predict."""
+
+import io
+import logging
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqlab import pipeline
+from seqlab.data import DataError, IMDBDataModule
+from seqlab.data.imdb import safe_extract
+from seqlab.data.text import build_vocab, encode, read_csv, tokenize
+from seqlab.errors import ConfigError
+from seqlab.models import BagOfEmbeddings
+from seqlab.predict import predict
+from tests.conftest import make_imdb
+from tests.test_train import EXPERIMENTS
+
+IMDB_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("imdb")]
+TINY = ["data.val_size=40", "data.batch_size=16", "data.min_freq=1"]
+
+
+def imdb_dm(root, **kwargs) -> IMDBDataModule:
+    dm = IMDBDataModule(str(root), **({"val_size": 40, "batch_size": 16, "min_freq": 1} | kwargs))
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def test_tokenizer_rules():
+    text = 'A "GREAT" film.<br /><br />Isn\'t it; really: (truly) great, right?!'
+    assert tokenize(text) == [
+        "a",
+        "great",
+        "film",
+        ".",
+        "isn",
+        "'",
+        "t",
+        "it",
+        "really",
+        "(",
+        "truly",
+        ")",
+        "great",
+        ",",
+        "right",
+        "?",
+        "!",
+    ]
+    assert tokenize("The film is NOT a waste", remove_stop_words=True) == ["film", "not", "waste"]
+    assert tokenize("") == [] and tokenize("Ünïcödé ✓ 🎬") == ["ünïcödé", "✓", "🎬"]
+
+
+def test_vocabulary_min_freq_special_ids_and_unknowns():
+    texts = ["good good good bad", "good bad ugly", "bad"]
+    vocab = build_vocab(texts, min_freq=2)
+    assert vocab.itos == ["<pad>", "<unk>", "good", "bad"]  # specials first, then by frequency
+    assert encode(["ugly good zebra"], vocab) == [[1, 2, 1]]
+    assert (
+        len(build_vocab(texts, min_freq=1)) == 5
+        and build_vocab(texts, min_freq=1, max_size=3).itos[-1] == "good"
+    )
+    assert encode(["good bad good bad"], vocab, max_length=3) == [[2, 3, 2]]
+
+
+def test_splits_are_stratified_and_vocab_comes_from_training_only(data_dir):
+    dm = imdb_dm(data_dir)
+    rows, labels = dm.splits["val"]
+    assert len(rows) == 40 and labels.sum() == 20
+    assert len(dm.splits["train"][0]) == 160 and len(dm.splits["test"][0]) == 60
+    assert dm.dims == {"vocab_size": len(dm.vocab), "num_classes": 2, "pad_id": 0}
+    assert dm.vocab.itos[:2] == ["<pad>", "<unk>"]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padding_side_and_mask(data_dir, side):
+    dm = imdb_dm(data_dir, padding_side=side)
+    ids, mask = dm.collate([torch.tensor([5, 6, 7]), torch.tensor([8])])
+    if side == "right":
+        assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
+    else:
+        assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert torch.equal(mask, ids != 0)
+
+
+def test_bucketing_cuts_padding_and_keeps_every_review(data_dir):
+    bucketed, plain = imdb_dm(data_dir, bucket=True), imdb_dm(data_dir, bucket=False)
+    padding = {}
+    for name, dm in (("bucket", bucketed), ("plain", plain)):
+        batches = list(dm.train_dataloader())
+        assert sum(len(y) for _, y, _ in batches) == 160
+        padding[name] = sum((~m).sum().item() for _, _, m in batches)
+    assert padding["bucket"] < padding["plain"] / 2
+    fixed = imdb_dm(data_dir, pad_to_max_length=True, max_length=50)
+    assert all(x.shape[1] == 50 for x, _, _ in fixed.val_dataloader())
+
+
+def test_cache_is_reused_and_rebuilt_when_a_setting_changes(tmp_path, monkeypatch):
+    root = make_imdb(tmp_path)
+    first = imdb_dm(root)
+    assert len(list((root / "imdb/cache").glob("*.pt"))) == 1
+    built = []
+    original = IMDBDataModule._build
+    monkeypatch.setattr(IMDBDataModule, "_build", lambda self: built.append(1) or original(self))
+    again = imdb_dm(root)
+    assert not built and again.vocab.itos == first.vocab.itos
+    changed = imdb_dm(root, min_freq=40)
+    assert built == [1] and len(changed.vocab) < len(first.vocab)
+    assert len(list((root / "imdb/cache").glob("*.pt"))) == 2
+
+
+def test_unwritable_cache_dir_warns_and_still_works(tmp_path, caplog):
+    root = make_imdb(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with caplog.at_level(logging.WARNING):
+        dm = imdb_dm(root, cache_dir=str(blocker / "cache"))
+    assert len(dm.splits["train"][0]) == 160 and "Could not write the IMDB cache" in caplog.text
+
+
+def test_hostile_csv_content(tmp_path, caplog):
+    folder = tmp_path / "imdb"
+    folder.mkdir()
+    (folder / "train.csv").write_bytes(b'text,label\n"good \xff\xfe film",pos\n"",0\n"bad",neg\n')
+    with caplog.at_level(logging.WARNING):
+        texts, labels = read_csv(folder / "train.csv")
+    assert labels == [1, 0, 0] and texts[0] == "good \ufffd\ufffd film" and "2 invalid UTF-8" in caplog.text
+    (folder / "bad.csv").write_text('text,label\n"fine",1\n"odd",maybe\n')
+    with pytest.raises(DataError, match=r"bad.csv, line 3: label 'maybe' is not one of 0, 1, neg, pos"):
+        read_csv(folder / "bad.csv")
+    (folder / "nocol.csv").write_text("review,label\nx,1\n")
+    with pytest.raises(DataError, match="needs a header with columns text,label"):
+        read_csv(folder / "nocol.csv")
+
+
+def test_empty_reviews_read_as_unk(data_dir, caplog):
+    dm = imdb_dm(data_dir)
+    with caplog.at_level(logging.WARNING):
+        assert dm.encode_texts(["", "great"])[0] == [dm.vocab.unk_id]
+    assert "1 empty review(s)" in caplog.text
+
+
+def test_aclimdb_folder_and_safe_archive(tmp_path, monkeypatch):
+    folder = tmp_path / "imdb"
+    for split in ("train", "test"):
+        for label, words in (("neg", "awful dull"), ("pos", "great fun")):
+            d = folder / "aclImdb" / split / label
+            d.mkdir(parents=True)
+            for i in range(30):
+                (d / f"{i}_1.txt").write_text(f"{words} movie number {i}")
+    dm = imdb_dm(tmp_path, val_size=10)
+    assert len(dm.splits["test"][0]) == 60 and dm.splits["test"][1].tolist() == [0] * 30 + [1] * 30
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        data = b"gotcha"
+        info = tarfile.TarInfo("../outside.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataError, match="refusing member '../outside.txt'"):
+        safe_extract(evil, tmp_path / "target")
+    assert not (tmp_path / "outside.txt").exists()
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(
+        DataError, match=r"(?s)IMDB data not found in .*train.csv and test.csv.*aclImdb_v1.tar.gz"
+    ):
+        IMDBDataModule(str(tmp_path / "nowhere")).prepare_data()
+
+
+def test_bag_model_ignores_padding():
+    torch.manual_seed(0)
+    bag = BagOfEmbeddings(vocab_size=20, num_classes=2, embed_dim=8)
+    ids = torch.tensor([[3, 4, 5]])
+    padded = torch.tensor([[3, 4, 5, 0, 0]])
+    torch.testing.assert_close(bag(ids), bag(padded))
+
+
+@pytest.mark.parametrize("experiment", IMDB_EXPERIMENTS)
+def test_every_imdb_experiment_runs_with_fast_dev_run(make_cfg, experiment):
+    value, metrics = pipeline.train(make_cfg(f"experiment={experiment}", "debug=fdr", *TINY))
+    assert {"val/acc", "val/f1", "val/auroc", "test/acc", "test/f1", "test/auroc"} <= set(metrics)
+
+
+@pytest.fixture
+def trained_bag(make_cfg, tmp_path):
+    cfg = make_cfg(
+        "experiment=imdb_bag",
+        "debug=limit",
+        "trainer.max_epochs=8",
+        "trainer.limit_train_batches=10",
+        *TINY,
+        output_dir=tmp_path / "bag",
+    )
+    _, metrics = pipeline.train(cfg)
+    return next((tmp_path / "bag" / "checkpoints").glob("epoch_*.ckpt")), metrics
+
+
+def test_predict_on_a_saved_checkpoint(trained_bag, make_cfg, tmp_path, capsys):
+    ckpt, metrics = trained_bag
+    assert metrics["val/acc"] > 0.8  # the tiny corpus is easy: two sentiment words a review
+    out = predict(make_cfg(f"ckpt_path={ckpt}", "text='A wonderful, superb film'", config_name="predict"))
+    assert out[0][0] == "pos" and 0.5 < out[0][1] <= 1.0
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("an awful boring waste\n\n loved it, great fun \n")
+    labels = [
+        label for label, _ in predict(make_cfg(f"ckpt_path={ckpt}", f"file={reviews}", config_name="predict"))
+    ]
+    assert labels == ["neg", "pos"] and "neg\t" in capsys.readouterr().out
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    with pytest.raises(DataError, match="holds no reviews"):
+        predict(make_cfg(f"ckpt_path={ckpt}", f"file={tmp_path / 'empty.txt'}", config_name="predict"))
+    with pytest.raises(ConfigError, match="exactly one of"):
+        predict(make_cfg(f"ckpt_path={ckpt}", config_name="predict"))
+
+
+def test_embeddings_tool_works_on_a_text_classifier(trained_bag, make_cfg):
+    from seqlab.embeddings import embeddings
+
+    result = embeddings(
+        make_cfg(f"ckpt_path={trained_bag[0]}", "words=[great,awful]", "k=2", config_name="embeddings")
+    )
+    assert ("great", "awful") in result["pairs"]
+
+
+def test_predict_refuses_a_language_model(make_cfg, tmp_path):
+    cfg = make_cfg(
+        "experiment=ptb_lab",
+        "debug=limit",
+        "model.net.hidden_dim=8",
+        "data.seq_len=6",
+        "model.truncated_bptt_steps=3",
+        output_dir=tmp_path / "lm",
+    )
+    pipeline.train(cfg)
+    ckpt = Path(tmp_path / "lm" / "checkpoints" / "last.ckpt")
+    with pytest.raises(ConfigError, match="predict needs a text classifier checkpoint"):
+        predict(make_cfg(f"ckpt_path={ckpt}", "text=hello", config_name="predict"))
+
+
+def test_bigrams_extend_vocabulary_and_rows():
+    from seqlab.data.text import add_bigram_vocab, add_bigrams
+    from seqlab.data.vocab import Vocabulary
+
+    vocab = Vocabulary(["<pad>", "<unk>", "not", "good", "bad"])
+    rows = [[2, 3], [2, 3, 4], [4]]
+    extended = add_bigram_vocab(vocab, rows, min_freq=2)
+    assert extended.itos == [*vocab.itos, "not good"]  # "good bad" is seen once only
+    assert add_bigrams([[2, 3, 2, 3], [3, 4], [4]], extended) == [[2, 3, 2, 3, 5, 5], [3, 4], [4]]
+
+
+def test_ngrams_setting_reaches_predict_encoding(data_dir):
+    dm = imdb_dm(data_dir, ngrams=2)
+    pairs = [t for t in dm.vocab.itos if " " in t]
+    assert pairs and len(dm.vocab) > len(imdb_dm(data_dir).vocab)
+    a, b = pairs[0].split(" ")
+    row = dm.encode_texts([f"{a} {b}"])[0]
+    assert row[-1] == dm.vocab.stoi[pairs[0]]

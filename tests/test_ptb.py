@@ -1,0 +1,337 @@
+"""Penn Treebank language model: streams, truncated BPTT, exact perplexity, sampling, tools."""
+
+import math
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from seqlab import pipeline
+from seqlab.data import DataError, PTBDataModule, Vocabulary
+from seqlab.data.ptb import EOS, batchify, read_words
+from seqlab.embeddings import embeddings
+from seqlab.errors import ConfigError
+from seqlab.models import RNNLanguageModel, generate
+from seqlab.sample import sample
+from seqlab.tasks import LanguageModel
+from seqlab.tools.embeddings import distances, nearest
+from seqlab.tools.sampling import sample_text
+from tests.conftest import make_ptb
+from tests.test_train import EXPERIMENTS
+
+PTB_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("ptb")]
+TINY = ["data.batch_size=4", "data.eval_batch_size=3", "data.seq_len=6", "model.truncated_bptt_steps=3"]
+
+
+def ptb_dm(data_dir, **kwargs) -> PTBDataModule:
+    dm = PTBDataModule(str(data_dir), **({"batch_size": 4, "seq_len": 5, "eval_batch_size": 3} | kwargs))
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    defaults = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    return L.Trainer(**(defaults | kwargs))
+
+
+def test_words_eos_and_unknowns(data_dir):
+    words = read_words(data_dir / "ptb/ptb.test.txt")
+    assert words[-4:] == ["the", "zebra", "sat", EOS]
+    dm = ptb_dm(data_dir)
+    assert dm.vocab.itos[:2] == ["<unk>", EOS] and "zebra" not in dm.vocab
+    assert dm.ids["test"][-3].item() == dm.vocab.unk_id  # unseen in training -> <unk>, no crash
+    assert dm.dims == {"vocab_size": len(dm.vocab)} == {"vocab_size": 15}
+
+
+def test_windows_are_contiguous_streams_in_order(data_dir):
+    dm = ptb_dm(data_dir)
+    streams = batchify(dm.ids["train"], 4)
+    assert torch.equal(
+        streams.flatten(), dm.ids["train"][: streams.numel()]
+    )  # row r is one contiguous stretch
+    batches = list(dm.train_dataloader())
+    assert all(x.shape[0] == 4 for x, _ in batches) and batches[0][0].shape == (4, 5)
+    xs = torch.cat([x for x, _ in batches], 1)
+    ys = torch.cat([y for _, y in batches], 1)
+    assert torch.equal(xs, streams[:, :-1]) and torch.equal(ys, streams[:, 1:])
+    for (_, y_prev), (x_next, _) in zip(batches, batches[1:], strict=False):
+        assert torch.equal(x_next[:, 0], y_prev[:, -1])  # batch i+1 continues where batch i stopped
+
+
+def test_hidden_state_flows_across_batches_and_resets_each_epoch(data_dir):
+    dm = ptb_dm(data_dir)
+    net = RNNLanguageModel(len(dm.vocab), 8, 8, 1)
+    task = LanguageModel(
+        net, optimizer=lambda params: torch.optim.SGD(params, lr=0.0), truncated_bptt_steps=None
+    )
+    seen = []
+
+    def record(module, args, output):
+        seen.append(
+            (
+                None if len(args) < 2 or args[1] is None else [s.clone() for s in args[1]],
+                [s.detach().clone() for s in output[1]],
+            )
+        )
+
+    net.register_forward_hook(record)
+    quiet_trainer(max_epochs=2).fit(task, dm)
+    per_epoch = len(dm.train_dataloader())
+    assert len(seen) == 2 * per_epoch
+    for epoch in range(2):
+        first = epoch * per_epoch
+        assert seen[first][0] is None  # reset at each epoch start
+        for i in range(first + 1, first + per_epoch):
+            torch.testing.assert_close(seen[i][0], seen[i - 1][1])  # the previous batch's final state
+
+
+@pytest.mark.parametrize("k,expected", [(3, [0, 1]), (2, [0, 1, 2]), (None, [0])])
+def test_no_gradient_crosses_a_truncation(k, expected):
+    """Gradient hooks on each chunk's embeddings: a chunk's backward never reaches an earlier chunk."""
+    torch.manual_seed(0)
+    net = RNNLanguageModel(10, 4, 4, 1)
+    task = LanguageModel(
+        net, optimizer=lambda params: torch.optim.SGD(params, lr=0.1), truncated_bptt_steps=k
+    )
+    fired, calls = [], []
+
+    def hook(module, args, output):
+        index = len(calls)
+        calls.append(index)
+        output.register_hook(lambda grad: fired.append(index))
+
+    net.embedding.register_forward_hook(hook)
+    x = torch.randint(0, 10, (2, 6))
+    quiet_trainer(max_epochs=1).fit(task, DataLoader([(x, x)], batch_size=None))
+    assert fired == expected
+
+
+def test_perplexity_is_exact_over_the_whole_stream(data_dir):
+    dm = ptb_dm(data_dir, seq_len=4, eval_batch_size=3)
+    torch.manual_seed(0)
+    net = RNNLanguageModel(len(dm.vocab), 8, 8, 2)
+    task = LanguageModel(net)
+    got = quiet_trainer(limit_val_batches=None).validate(task, dm, verbose=False)[0]
+    streams = batchify(dm.ids["valid"], 3)
+    with torch.no_grad():
+        logits, _ = net(streams[:, :-1])  # the whole stream in one pass: no windows, nothing to carry
+        nll = F.cross_entropy(logits.flatten(0, 1), streams[:, 1:].flatten(), reduction="sum")
+    hand = math.exp(nll.item() / streams[:, 1:].numel())
+    assert got["val/ppl"] == pytest.approx(hand, rel=1e-5)
+    assert got["val/loss"] == pytest.approx(math.log(hand), rel=1e-5)
+    zero = RNNLanguageModel(len(dm.vocab), 8, 8, 1, init_range=0.0)  # uniform predictions: ppl = vocab size
+    uniform = quiet_trainer(limit_val_batches=None).validate(LanguageModel(zero), dm, verbose=False)[0]
+    assert uniform["val/ppl"] == pytest.approx(len(dm.vocab), rel=1e-5)
+
+
+def one_window_fit(task, steps=1, epochs=1, **kwargs):
+    torch.manual_seed(0)
+    x = torch.randint(0, 10, (2, 6))
+    quiet_trainer(max_epochs=epochs, **kwargs).fit(task, DataLoader([(x, x)] * steps, batch_size=None))
+
+
+def test_clipping_bounds_the_update_under_manual_optimization():
+    torch.manual_seed(0)
+    task = LanguageModel(
+        RNNLanguageModel(10, 4, 4, 1),
+        optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
+        truncated_bptt_steps=None,
+    )
+    task.gradient_clip_val = 1e-3
+    before = torch.cat([p.detach().flatten().clone() for p in task.parameters()])
+    one_window_fit(task)
+    after = torch.cat([p.detach().flatten() for p in task.parameters()])
+    assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-3)  # lr * clipped norm
+
+
+def test_scheduler_and_accumulation_under_manual_optimization():
+    task = LanguageModel(
+        RNNLanguageModel(10, 4, 4, 1),
+        optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
+        scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5),
+        truncated_bptt_steps=2,
+    )
+    task.accumulate_grad_batches = 3  # 3 chunks of 2 steps: one optimizer step per window
+    one_window_fit(task, steps=2, epochs=3)
+    assert task.trainer.global_step == 2 * 3
+    assert task.optimizers().param_groups[0]["lr"] == pytest.approx(0.125)
+
+
+def test_free_running_feeds_back_own_predictions():
+    torch.manual_seed(0)
+    net = RNNLanguageModel(10, 4, 4, 1)
+    inputs = []
+    net.embedding.register_forward_hook(lambda m, args, out: inputs.append(args[0].clone()))
+    task = LanguageModel(
+        net,
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.0),
+        teacher_forcing_ratio=0.0,
+        truncated_bptt_steps=None,
+    )
+    x = torch.randint(0, 10, (2, 5))
+    task.train()
+    logits, _ = task.forward_chunk(x, None)
+    assert torch.equal(inputs[0][:, 0], x[:, 0])
+    for t in range(1, 5):
+        assert torch.equal(inputs[t][:, 0], logits[:, t - 1].argmax(-1))
+    task.teacher_forcing_ratio = 1.0
+    torch.testing.assert_close(task.forward_chunk(x, None)[0], net(x)[0])
+
+
+def test_greedy_is_argmax_and_sampling_is_seeded(data_dir):
+    dm = ptb_dm(data_dir)
+    torch.manual_seed(0)
+    net = RNNLanguageModel(len(dm.vocab), 8, 8, 1).eval()
+    greedy = generate(net, [2, 3], 6, "greedy")
+    ids, state = torch.tensor([[2, 3]]), None
+    manual = []
+    for _ in range(6):
+        logits, state = net(ids, state)
+        ids = logits[:, -1:].argmax(-1)
+        manual.append(int(ids))
+    assert greedy == manual
+    assert generate(net, [2, 3], 6, "top_k", top_k=1) == greedy
+    a, b = (sample_text(net, dm.vocab, "the cat", 20, seed=7) for _ in range(2))
+    assert a == b and a.startswith("the cat")
+    assert a != sample_text(net, dm.vocab, "the cat", 20, seed=8)
+
+
+def test_unknown_prompt_word_becomes_unk_with_a_warning(data_dir, caplog):
+    dm = ptb_dm(data_dir)
+    net = RNNLanguageModel(len(dm.vocab), 8, 8, 1)
+    text = sample_text(net, dm.vocab, "the zebra", 3)
+    assert text.startswith("the <unk>") and "zebra" in caplog.text
+
+
+def test_distances_against_hand_values():
+    m = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [-1.0, 0.0]])
+    assert distances(m[0], m, "cosine").tolist() == pytest.approx([0.0, 1.0, 1 - 1 / math.sqrt(2), 2.0])
+    assert distances(m[0], m, "euclidean").tolist() == pytest.approx([0.0, math.sqrt(5), math.sqrt(13), 2.0])
+    vocab = Vocabulary(["<unk>", "b", "c", "d"])
+    assert [w for w, _ in nearest(m, vocab, "<unk>", k=2)] == ["c", "b"]
+    with pytest.raises(ConfigError, match="metric='manhattan'"):
+        distances(m[0], m, "manhattan")
+
+
+@pytest.mark.parametrize("experiment", PTB_EXPERIMENTS)
+def test_every_ptb_experiment_runs_with_fast_dev_run(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}", "debug=fdr", *TINY)
+    value, metrics = pipeline.train(cfg)
+    assert value == metrics["val/ppl"] and {"val/loss", "test/ppl", "test/loss"} <= set(metrics)
+
+
+@pytest.fixture
+def trained_ptb(make_cfg, tmp_path):
+    cfg = make_cfg(
+        "experiment=ptb_lab", "debug=limit", "model.net.hidden_dim=16", *TINY, output_dir=tmp_path / "lm"
+    )
+    _, metrics = pipeline.train(cfg)
+    return next((tmp_path / "lm" / "checkpoints").glob("epoch_*.ckpt")), metrics, cfg
+
+
+def test_eval_sample_and_embeddings_on_a_trained_checkpoint(trained_ptb, make_cfg, tmp_path, data_dir):
+    ckpt, trained, _ = trained_ptb
+    ev = make_cfg(
+        f"ckpt_path={ckpt}", "+trainer.limit_test_batches=2", config_name="eval", output_dir=tmp_path / "e"
+    )
+    assert pipeline.evaluate(ev)["test/ppl"] == pytest.approx(trained["test/ppl"], rel=1e-6)
+
+    out = tmp_path / "sample.txt"
+    cfg = make_cfg(f"ckpt_path={ckpt}", "strategy=greedy", "num_words=12", f"out={out}", config_name="sample")
+    text = sample(cfg)
+    assert out.read_text().strip() == text.strip() and text.startswith("the")
+
+    cfg = make_cfg(
+        f"ckpt_path={ckpt}",
+        "words=[cat,dog]",
+        "k=3",
+        f"projector={tmp_path / 'proj'}",
+        config_name="embeddings",
+    )
+    result = embeddings(cfg)
+    assert set(result["pairs"]) == {("cat", "dog")} and len(result["nearest"]["cat"]) == 3
+    assert list((tmp_path / "proj").rglob("projector_config.pbtxt"))
+    bad = make_cfg(f"ckpt_path={ckpt}", "words=[cat,zebra,unicorn]", config_name="embeddings")
+    with pytest.raises(ConfigError, match="not in the model's vocabulary .*: zebra, unicorn"):
+        embeddings(bad)
+
+
+def test_tools_refuse_a_checkpoint_of_another_task(make_cfg, tmp_path):
+    pipeline.train(
+        make_cfg("experiment=mnist_rnn", "debug=limit", "data.val_size=40", output_dir=tmp_path / "m")
+    )
+    ckpt = tmp_path / "m" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match="sampling needs a language model checkpoint"):
+        sample(make_cfg(f"ckpt_path={ckpt}", config_name="sample"))
+    with pytest.raises(ConfigError, match="without a token embedding"):
+        embeddings(make_cfg(f"ckpt_path={ckpt}", config_name="embeddings"))
+
+
+def test_sample_cli(trained_ptb, data_dir, tmp_path):
+    ckpt = trained_ptb[0]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seqlab.sample",
+            f"ckpt_path={ckpt}",
+            "prompt=the zebra",
+            "num_words=5",
+            "strategy=top_k",
+            "top_k=3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("the <unk>") and "zebra" in done.stdout + done.stderr
+    assert not list(cwd.iterdir()), "tools leave no run dir behind"
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.truncated_bptt_steps=50", "truncated_bptt_steps=50 is larger than the window data.seq_len=6"),
+        ("model.truncated_bptt_steps=0", "truncated_bptt_steps=0 must be a positive integer or null"),
+        ("model.loss_scale=mean", "loss_scale='mean' is not supported"),
+        ("model.teacher_forcing_ratio=1.5", "teacher_forcing_ratio=1.5 must lie in"),
+        ("model.net.tie_weights=true", "tie_weights needs embed_dim == hidden_dim"),
+        ("data.seq_len=0", "seq_len=0 must be a positive integer"),
+    ],
+)
+def test_lm_config_errors(make_cfg, override, message):
+    overrides = [o for o in TINY if not o.startswith(override.split("=")[0])]
+    with pytest.raises(ConfigError, match=message):
+        pipeline.train(make_cfg("experiment=ptb_lab", "debug=fdr", *overrides, override))
+
+
+def test_bad_corpus_files(tmp_path, monkeypatch):
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(DataError, match=r"(?s)Penn Treebank data not found.*ptb.train.txt, ptb.valid.txt"):
+        PTBDataModule(str(tmp_path)).prepare_data()
+    root = make_ptb(tmp_path)
+    (root / "ptb/ptb.valid.txt").write_text("   \n\n")
+    with pytest.raises(DataError, match="ptb.valid.txt is empty"):
+        ptb_dm(root)
+    (root / "ptb/ptb.valid.txt").write_bytes(b"\xff\xfe bad bytes")
+    with pytest.raises(DataError, match="not UTF-8"):
+        ptb_dm(root)
+    (root / "ptb/ptb.valid.txt").write_text(" ".join(f"w{i}" for i in range(100)) + "\n")
+    with pytest.raises(DataError, match="unknown to the training vocabulary"):
+        ptb_dm(root)
