@@ -17,8 +17,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from benchlib import DEFAULT_DATA_DIR, bench_cfg, header, lightning_fit, prepared_datamodule
+from benchlib import (
+    DEFAULT_DATA_DIR,
+    bench_cfg,
+    header,
+    lightning_fit,
+    plain_classifier_loop,
+    prepared_datamodule,
+)
 
 from seqlab import pipeline
 from seqlab.data import IMDBDataModule
@@ -45,20 +51,6 @@ def pipeline_timings(data_dir: str) -> dict[str, float]:
         "cache_load_s": done - loaded,
         "vocab_size": len(vocab),
     }
-
-
-def plain_loop(net, batches, lr: float, clip: float | None) -> float:
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    net.train()
-    start = time.perf_counter()
-    for ids, y, mask in batches:
-        loss = F.cross_entropy(net(ids, mask), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-        optimizer.step()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -90,13 +82,20 @@ def main() -> None:
             net = pipeline.build_task(cfg, datamodule).net
             runs[name] = (cfg, datamodule, batches, copy.deepcopy(net.state_dict()), net)
         times: dict[str, list[float]] = {name: [] for name in [*runs, "plain loop, bucketed + packed"]}
-        for _ in range(args.repeats):
-            for name, (cfg, datamodule, batches, init, _) in runs.items():
-                times[name].append(lightning_fit(cfg, datamodule, init, batches)[0])
+
+        def plain_run() -> None:
             cfg, _, batches, _, net = runs["bucketed + packed"]
             times["plain loop, bucketed + packed"].append(
-                plain_loop(copy.deepcopy(net), batches, cfg.optimizer.lr, cfg.trainer.gradient_clip_val)
+                plain_classifier_loop(copy.deepcopy(net), batches, cfg)
             )
+
+        def seqlab_runs() -> None:
+            for name, (cfg, datamodule, batches, init, _) in runs.items():
+                times[name].append(lightning_fit(cfg, datamodule, init, batches)[0])
+
+        for repeat in range(args.repeats):  # alternate, and swap who goes first, so noise hits both alike
+            for run in (plain_run, seqlab_runs) if repeat % 2 == 0 else (seqlab_runs, plain_run):
+                run()
     print(header(f"IMDB {args.experiment}: {args.batches} batches"))
     print(f"read 25,000 training reviews       : {timings['read_s']:.2f} s")
     print(

@@ -19,7 +19,15 @@ import time
 
 import torch
 import torch.nn.functional as F
-from benchlib import DEFAULT_DATA_DIR, bench_cfg, header, lightning_fit, peak_rss_mb, prepared_datamodule
+from benchlib import (
+    DEFAULT_DATA_DIR,
+    bench_cfg,
+    header,
+    lightning_fit,
+    paired_ratio,
+    peak_rss_mb,
+    prepared_datamodule,
+)
 
 from seqlab import pipeline
 from seqlab.models.language_model import detach_state
@@ -79,8 +87,8 @@ def memory_probe(data_dir: str, tbptt: str, window: int, batches: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default="ptb_zaremba_small")
-    parser.add_argument("--batches", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument(
         "--memory-probe", nargs=3, metavar=("TBPTT", "WINDOW", "BATCHES"), help=argparse.SUPPRESS
@@ -104,16 +112,23 @@ def main() -> None:
         loop_args = (cfg.optimizer.lr, cfg.trainer.gradient_clip_val, k, cfg.model.loss_scale != "token_mean")
         plain_tbptt(copy.deepcopy(template), batches[:10], *loop_args)  # warm-up
         plain_t, light_t, plain_e, light_e = [], [], [], []
-        for _ in range(args.repeats):
-            plain_t.append(plain_tbptt(copy.deepcopy(template), batches, *loop_args))
+
+        def seqlab_run() -> None:
             seconds, task = lightning_fit(cfg, datamodule, init_state, batches)
             light_t.append(seconds)
-            plain_e.append(plain_eval(copy.deepcopy(template), val))
             trainer = pipeline.build_trainer(cfg, task, [], [])
             trainer.limit_val_batches = 1.0
             start = time.perf_counter()
             trainer.validate(task, datamodule=datamodule, verbose=False)
             light_e.append(time.perf_counter() - start)
+
+        def plain_run() -> None:
+            plain_t.append(plain_tbptt(copy.deepcopy(template), batches, *loop_args))
+            plain_e.append(plain_eval(copy.deepcopy(template), val))
+
+        for repeat in range(args.repeats):  # alternate, and swap who goes first, so noise hits both alike
+            for run in (plain_run, seqlab_run) if repeat % 2 == 0 else (seqlab_run, plain_run):
+                run()
 
     print(
         header(f"PTB {args.experiment}: {len(batches)} windows of {cfg.data.batch_size} x {cfg.data.seq_len}")
@@ -121,10 +136,12 @@ def main() -> None:
     plain, light = tokens / min(plain_t), tokens / min(light_t)
     print(f"train, plain PyTorch loop : {plain:10.0f} tokens/s")
     print(f"train, seqlab (Lightning) : {light:10.0f} tokens/s")
-    print(f"train ratio seqlab/plain  : {light / plain:10.3f}  (goal >= 0.95)")
+    print(
+        f"train ratio seqlab/plain  : {paired_ratio(plain_t, light_t):10.3f}  (median of paired repeats; goal >= 0.95)"
+    )
     pe, le = val_tokens / min(plain_e), val_tokens / min(light_e)
     print(f"eval,  plain PyTorch loop : {pe:10.0f} tokens/s  (whole valid stream)")
-    print(f"eval,  seqlab (Lightning) : {le:10.0f} tokens/s  (ratio {le / pe:.3f})")
+    print(f"eval,  seqlab (Lightning) : {le:10.0f} tokens/s  (ratio {paired_ratio(plain_e, light_e):.3f})")
     for tbptt in ("35", "null"):
         probe = subprocess.run(
             [sys.executable, __file__, "--data-dir", args.data_dir, "--memory-probe", tbptt, "350", "3"],

@@ -93,3 +93,29 @@ def header(name: str) -> str:
 
 def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+
+
+def paired_ratio(plain_times: list[float], seqlab_times: list[float]) -> float:
+    """Median over the alternating repeats of plain/seqlab time: robust to a shared machine's noise."""
+    ratios = sorted(p / s for p, s in zip(plain_times, seqlab_times, strict=True))
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
+
+def plain_classifier_loop(net: torch.nn.Module, batches: list, cfg: DictConfig) -> float:
+    """The plain PyTorch loop a user would write: the experiment's optimizer and clipping, nothing else."""
+    import hydra.utils
+    import torch.nn.functional as F
+
+    optimizer = hydra.utils.instantiate(cfg.optimizer)(params=net.parameters())
+    clip = cfg.trainer.gradient_clip_val
+    net.train()
+    start = time.perf_counter()
+    for batch in batches:  # (inputs, targets) or (inputs, targets, mask)
+        loss = F.cross_entropy(net(batch[0], batch[2] if len(batch) > 2 else None), batch[1])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        optimizer.step()
+    return time.perf_counter() - start

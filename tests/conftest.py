@@ -41,7 +41,22 @@ def make_mnist(root: Path, n_train: int = 240, n_test: int = 60, seed: int = 0) 
     return root
 
 
-PTB_WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "log", "big", "small", "<unk>", "N"]
+PTB_WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "ran",
+    "on",
+    "under",
+    "mat",
+    "log",
+    "big",
+    "small",
+    "<unk>",
+    "N",
+]
 
 
 def make_ptb(root: Path, lines: tuple[int, int, int] = (120, 20, 20), seed: int = 0) -> Path:

@@ -35,10 +35,11 @@ def test_classifier_shapes(cell, bidirectional):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("side", ["right", "left"])
-def test_padding_never_enters_the_recurrence(cell, side):
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_padding_never_enters_the_recurrence(cell, side, bidirectional):
     """Final state and outputs of a padded row equal running that row alone, for packed and masked cells."""
     torch.manual_seed(0)
-    enc = RecurrentEncoder(4, 6, num_layers=2, cell=cell, bidirectional=True).eval()
+    enc = RecurrentEncoder(4, 6, num_layers=2, cell=cell, bidirectional=bidirectional).eval()
     x = torch.randn(2, 9, 4)
     mask = torch.ones(2, 9, dtype=torch.bool)
     real = slice(0, 5) if side == "right" else slice(4, 9)

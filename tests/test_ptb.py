@@ -276,7 +276,7 @@ def test_tools_refuse_a_checkpoint_of_another_task(make_cfg, tmp_path):
     ckpt = tmp_path / "m" / "checkpoints" / "last.ckpt"
     with pytest.raises(ConfigError, match="sampling needs a language model checkpoint"):
         sample(make_cfg(f"ckpt_path={ckpt}", config_name="sample"))
-    with pytest.raises(ConfigError, match="without a token embedding"):
+    with pytest.raises(ConfigError, match="SequenceClassifier .*needs a model with a token embedding"):
         embeddings(make_cfg(f"ckpt_path={ckpt}", config_name="embeddings"))
 
 

@@ -156,3 +156,8 @@ def test_cli_trains_and_reports_config_errors_in_one_line(data_dir, tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith("error: model.net: cell='lstmm' is not supported")
     assert "Traceback" not in bad.stderr
+
+
+def test_every_experiment_belongs_to_a_task_suite():
+    """Each suite runs its own prefix's experiments with debug=fdr; none may fall between them."""
+    assert EXPERIMENTS and all(e.split("_")[0] in ("mnist", "ptb", "imdb") for e in EXPERIMENTS)

@@ -8,21 +8,21 @@ import hydra
 from omegaconf import DictConfig
 
 from seqlab.config import CONF_DIR
-from seqlab.errors import ConfigError
 from seqlab.train import run
 
 
 def embeddings(cfg: DictConfig) -> dict:
-    from seqlab.pipeline import restore_from_checkpoint
+    from seqlab.pipeline import restore_for_tool
     from seqlab.tools.embeddings import check_words, distances, nearest
 
-    run_cfg, datamodule, task = restore_from_checkpoint(cfg.ckpt_path)
-    layer, vocab = getattr(task.net, "embedding", None), getattr(datamodule, "vocab", None)
-    if layer is None or vocab is None:
-        raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path!r} holds a model without a token embedding ({run_cfg.get('task_name')}); "
-            "use a language model or text classifier checkpoint"
-        )
+    _, datamodule, task = restore_for_tool(
+        cfg.ckpt_path,
+        "the embeddings tool needs a model with a token embedding: a language model or text classifier",
+        lambda task, datamodule: (
+            hasattr(task.net, "embedding") and getattr(datamodule, "vocab", None) is not None
+        ),
+    )
+    layer, vocab = task.net.embedding, datamodule.vocab
     matrix, words = layer.weight.detach(), list(cfg.words)
     ids = check_words(vocab, words)
     pairs = {

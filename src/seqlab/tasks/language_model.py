@@ -138,13 +138,12 @@ class LanguageModel(TaskModule):
                     self._step_scheduler()
             self.train_nll.update(nll_sum, targets.numel())
             total += nll_sum.detach()
-        self.log(
-            "train/loss", total / y.numel(), on_step=True, on_epoch=True, prog_bar=True, batch_size=y.numel()
-        )
+        self.log_step("train/loss_step", total / y.numel(), prog_bar=True)
         return total
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/ppl", self.train_nll.compute().exp())
+        loss = self.train_nll.compute()
+        self.log_dict({"train/loss": loss, "train/ppl": loss.exp()})
         self.train_nll.reset()
         if self.scheduler_interval == "epoch":
             self._step_scheduler()
