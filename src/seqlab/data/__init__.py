@@ -1,0 +1,9 @@
+"""LightningDataModules; they know nothing of models."""
+
+from seqlab.data.files import DataError
+from seqlab.data.imdb import IMDBDataModule
+from seqlab.data.mnist import MNISTDataModule
+from seqlab.data.ptb import PTBDataModule
+from seqlab.data.vocab import Vocabulary
+
+__all__ = ["DataError", "IMDBDataModule", "MNISTDataModule", "PTBDataModule", "Vocabulary"]

@@ -1,0 +1,68 @@
+"""Finding, downloading and verifying data files: shared by every DataModule."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from seqlab.errors import DataError
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float = 30.0) -> Path:
+    """Fetch the first URL that works into `dest`, verify its md5, and move it in place atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for url in urls:
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+            if md5 is not None and (got := md5sum(Path(tmp))) != md5:
+                raise DataError(f"checksum mismatch for {url}: md5 {got}, expected {md5}")
+            os.replace(tmp, dest)
+            return dest
+        except Exception as err:  # try the next mirror, report all failures together
+            errors.append(f"  {url}: {err}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise DataError(f"could not download {dest.name}:\n" + "\n".join(errors))
+
+
+def ensure_files(
+    folder: Path, files: dict[str, str | None], mirrors: list[str], what: str, alternatives: tuple[str, ...] = ()
+) -> None:
+    """Make sure every file in `files` (name -> md5) is in `folder`, downloading the missing ones.
+
+    A file also counts as present under one of the `alternatives` suffix rules (e.g. without '.gz').
+    Without network, stop with a message naming the folder and the files expected there.
+    """
+    missing = [
+        name
+        for name in files
+        if not (folder / name).exists()
+        and not any((folder / name.removesuffix(suffix)).exists() for suffix in alternatives)
+    ]
+    if not missing:
+        return
+    try:
+        for name in missing:
+            download([m + name for m in mirrors], folder / name, files[name])
+    except DataError as err:
+        raise DataError(
+            f"{what} data not found in {folder} and the download failed.\n"
+            f"Expected files: {', '.join(files)}.\n"
+            f"Put them there (or point paths.data_dir / SEQLAB_DATA_DIR at a folder that has them).\n{err}"
+        ) from None

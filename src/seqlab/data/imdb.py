@@ -1,0 +1,306 @@
+"""IMDB movie reviews (Maas et al. 2011): the official 25k/25k split through the text pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
+
+from seqlab.data import text
+from seqlab.data.files import download
+from seqlab.data.vocab import Vocabulary
+from seqlab.errors import DataError
+
+log = logging.getLogger(__name__)
+ARCHIVE = "aclImdb_v1.tar.gz"
+ARCHIVE_URLS = ["https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"]
+ARCHIVE_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
+LABEL_NAMES = ("neg", "pos")
+PADDING_SIDES = ("left", "right")
+CACHE_FORMAT = 1
+
+
+def safe_extract(archive: Path, target: Path) -> None:
+    """Extract a tar archive, refusing members that would land outside `target` (or links, devices)."""
+    target = target.resolve()
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            dest = (target / member.name).resolve()
+            if not dest.is_relative_to(target) or member.issym() or member.islnk() or member.isdev():
+                raise DataError(f"{archive}: refusing member {member.name!r}, it would write outside {target}")
+        tar.extractall(target, filter="data")
+
+
+def read_source(folder: Path) -> dict[str, tuple[list[str], list[int]]]:
+    """train/test from `train.csv`/`test.csv`, an extracted `aclImdb/`, or the archive (downloaded if missing)."""
+    if (folder / "train.csv").exists() or (folder / "test.csv").exists():
+        return {split: text.read_csv(folder / f"{split}.csv") for split in ("train", "test")}
+    if not (folder / "aclImdb").is_dir():
+        archive = folder / ARCHIVE
+        if not archive.exists():
+            try:
+                download(ARCHIVE_URLS, archive, ARCHIVE_MD5, timeout=60)
+            except DataError as err:
+                raise DataError(
+                    f"IMDB data not found in {folder}: expected train.csv and test.csv (columns text,label), "
+                    f"an extracted aclImdb/ folder, or {ARCHIVE}; the download failed.\n{err}"
+                ) from None
+        safe_extract(archive, folder)
+    return {split: text.read_folder(folder / "aclImdb" / split) for split in ("train", "test")}
+
+
+def source_files(folder: Path) -> list[Path]:
+    csvs = [folder / "train.csv", folder / "test.csv"]
+    if all(p.exists() for p in csvs):
+        return csvs
+    return [p for p in (folder / "aclImdb", folder / ARCHIVE) if p.exists()]
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length, to cut padding: shuffle, sort pools of `pool` batches by length, shuffle batches."""
+
+    def __init__(self, lengths: Tensor, batch_size: int, shuffle: bool, pool: int = 50) -> None:
+        self.lengths, self.batch_size, self.shuffle, self.pool = lengths, batch_size, shuffle, pool
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        if not self.shuffle:  # evaluation: one deterministic pass, longest last
+            order = torch.argsort(self.lengths, stable=True)
+            yield from (order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size))
+            return
+        order = torch.randperm(len(self.lengths))
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
+            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        for i in torch.randperm(len(batches)).tolist():
+            yield batches[i]
+
+
+class IMDBDataModule(L.LightningDataModule):
+    """Reviews -> word ids (`<pad>`=0, `<unk>`=1) -> padded batches `(ids, labels, mask)`.
+
+    The vocabulary comes from the training reviews only (minus the seeded, stratified validation part).
+    The encoded data is cached under `cache_dir` (default `<data_dir>/imdb/cache`), keyed by the pipeline
+    settings and the source files; a changed setting rebuilds it.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int = 64,
+        val_size: int = 2500,
+        split_seed: int = 0,
+        min_freq: int = 5,
+        max_size: int | None = None,
+        lowercase: bool = True,
+        remove_stop_words: bool = False,
+        max_length: int | None = 400,
+        ngrams: int = 1,
+        padding_side: str = "right",
+        bucket: bool = True,
+        pad_to_max_length: bool = False,
+        cache_dir: str | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if padding_side not in PADDING_SIDES:
+            raise ValueError(f"padding_side={padding_side!r} is not supported; allowed: left, right")
+        for name, value in (("batch_size", batch_size), ("val_size", val_size), ("min_freq", min_freq)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        for name, value in (("max_size", max_size), ("max_length", max_length)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name}={value!r} must be positive or null")
+        if ngrams not in (1, 2):
+            raise ValueError(f"ngrams={ngrams!r} is not supported; allowed: 1 (words), 2 (words + word pairs)")
+        if pad_to_max_length and not max_length:
+            raise ValueError("pad_to_max_length=true needs a max_length")
+        self.folder = Path(data_dir) / "imdb"
+        self.cache_dir = Path(cache_dir) if cache_dir else self.folder / "cache"
+        self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
+        self.settings = {"min_freq": min_freq, "max_size": max_size, "lowercase": lowercase,
+                         "remove_stop_words": remove_stop_words, "max_length": max_length, "ngrams": ngrams}
+        self.padding_side, self.bucket, self.pad_to_max_length = padding_side, bucket, pad_to_max_length
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.vocab: Vocabulary | None = None
+        self.splits: dict[str, tuple[list[Tensor], Tensor]] = {}
+        self.label_names = LABEL_NAMES
+
+    # -- the encoded data and its cache -------------------------------------------------------------
+    def cache_path(self) -> Path:
+        sources = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in source_files(self.folder)]
+        key = json.dumps({"format": CACHE_FORMAT, "settings": self.settings, "val_size": self.val_size,
+                          "split_seed": self.split_seed, "sources": sources}, sort_keys=True)
+        return self.cache_dir / f"imdb-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
+
+    def _encode_words(self, texts: list[str]) -> list[list[int]]:
+        s = self.settings
+        ids = text.encode(texts, self.vocab, s["lowercase"], s["remove_stop_words"], s["max_length"])
+        empty = sum(not row for row in ids)
+        if empty:
+            log.warning("%d empty review(s) read as a single %s", empty, text.UNK)
+        return [row or [self.vocab.unk_id] for row in ids]
+
+    def encode_texts(self, texts: list[str]) -> list[list[int]]:
+        """Raw reviews -> ids with this module's vocabulary and settings; an empty review reads as `<unk>`.
+
+        With `ngrams: 2` each review's word ids are followed by the ids of its known word pairs.
+        """
+        rows = self._encode_words(texts)
+        return text.add_bigrams(rows, self.vocab) if self.settings["ngrams"] == 2 else rows
+
+    def _build(self) -> dict[str, Any]:
+        source = read_source(self.folder)
+        texts, labels = source["train"]
+        val_idx = self._val_indices(torch.tensor(labels))
+        in_val = torch.zeros(len(texts), dtype=torch.bool)
+        in_val[val_idx] = True
+        train_idx = (~in_val).nonzero().squeeze(1).tolist()
+        s = self.settings
+        parts = {"train": ([texts[i] for i in train_idx], [labels[i] for i in train_idx]),
+                 "val": ([texts[i] for i in val_idx], [labels[i] for i in val_idx]),
+                 "test": source["test"]}
+        self.vocab = text.build_vocab(parts["train"][0], s["min_freq"], s["max_size"], s["lowercase"],
+                                      s["remove_stop_words"])
+        rows = {split: self._encode_words(split_texts) for split, (split_texts, _) in parts.items()}
+        if s["ngrams"] == 2:
+            self.vocab = text.add_bigram_vocab(self.vocab, rows["train"], s["min_freq"])
+            rows = {split: text.add_bigrams(split_rows, self.vocab) for split, split_rows in rows.items()}
+        data: dict[str, Any] = {"itos": self.vocab.itos}
+        for split, split_rows in rows.items():
+            data[split] = {"ids": torch.from_numpy(np.concatenate([np.asarray(r, dtype=np.int32) for r in split_rows])),
+                           "lengths": torch.tensor([len(row) for row in split_rows]),
+                           "labels": torch.tensor(parts[split][1])}
+        return data
+
+    def _val_indices(self, labels: Tensor) -> list[int]:
+        if self.val_size >= len(labels):
+            raise ValueError(f"val_size={self.val_size} must be smaller than the {len(labels)} training reviews")
+        generator = torch.Generator().manual_seed(self.split_seed)
+        picked = []
+        for label in labels.unique():
+            members = (labels == label).nonzero().squeeze(1)
+            share = round(self.val_size * len(members) / len(labels))
+            picked += members[torch.randperm(len(members), generator=generator)[:share]].tolist()
+        return sorted(picked)
+
+    def _write_cache(self, path: Path, data: dict[str, Any]) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                torch.save(data, f)
+            os.replace(tmp, path)
+        except OSError as err:
+            log.warning("Could not write the IMDB cache to %s (%s); set data.cache_dir to a writable folder "
+                        "to skip re-encoding next time", path.parent, err)
+
+    def load_encoded(self) -> dict[str, Any]:
+        """The encoded splits, from the cache when its key matches, else built (and cached)."""
+        path = self.cache_path()
+        if path.exists():
+            try:
+                return torch.load(path, weights_only=True)
+            except Exception as err:  # a damaged cache is rebuilt, not trusted
+                log.warning("Ignoring the unreadable cache %s (%s)", path, err)
+        vocab_from_checkpoint = self.vocab
+        data = self._build()
+        self._write_cache(path, data)
+        if vocab_from_checkpoint is not None:
+            self.vocab = vocab_from_checkpoint
+        return data
+
+    def prepare_data(self) -> None:
+        if self.splits:  # already loaded (the model needed the vocabulary size first)
+            return
+        if not source_files(self.folder):
+            read_source(self.folder)  # downloads the archive, or explains what is missing
+        self.load_encoded()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        data = self.load_encoded()
+        if self.vocab is None:
+            self.vocab = Vocabulary(data["itos"])
+        elif self.vocab.itos != data["itos"]:
+            raise DataError(
+                "the checkpoint's vocabulary differs from the one built from the data with these settings; "
+                "use the data and data.* settings the model was trained with"
+            )
+        for split in ("train", "val", "test"):
+            part = data[split]
+            rows = list(part["ids"].long().split(part["lengths"].tolist()))
+            self.splits[split] = (rows, part["labels"])
+
+    @property
+    def dims(self) -> dict[str, int]:
+        if self.vocab is None:
+            self.setup()
+        return {"vocab_size": len(self.vocab), "num_classes": len(self.label_names), "pad_id": 0}
+
+    # -- batches ------------------------------------------------------------------------------------
+    def collate(self, rows: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Pad to the longest row (or to max_length) on `padding_side`; mask is True on real tokens."""
+        width = self.settings["max_length"] if self.pad_to_max_length else max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            span = slice(0, len(row)) if self.padding_side == "right" else slice(width - len(row), width)
+            ids[i, span] = row
+            mask[i, span] = True
+        return ids, mask
+
+    def collate_batch(self, items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+        ids, mask = self.collate([row for row, _ in items])
+        return ids, torch.stack([label for _, label in items]), mask
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        rows, labels = self.splits[split]
+        if self.bucket:
+            sampler: Sampler = BucketBatchSampler(torch.tensor([len(r) for r in rows]), self.batch_size, shuffle)
+        else:
+            sampler = BatchSampler(RandomSampler(rows) if shuffle else SequentialSampler(rows), self.batch_size, False)
+        return DataLoader(
+            list(zip(rows, labels, strict=True)),
+            batch_sampler=sampler,
+            collate_fn=self.collate_batch,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.vocab is None:
+            return {}
+        return {"vocab": self.vocab.state_dict(), "settings": dict(self.settings)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "vocab" in state:
+            self.vocab = Vocabulary.from_state_dict(state["vocab"])

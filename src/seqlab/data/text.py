@@ -1,0 +1,159 @@
+"""The text pipeline, on the `tokenizers` library: basic-English word tokens and a min_freq vocabulary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+from tokenizers.trainers import WordLevelTrainer
+
+from seqlab.data.vocab import UNK, Vocabulary
+from seqlab.errors import DataError
+
+log = logging.getLogger(__name__)
+PAD = "<pad>"
+LABELS = {"0": 0, "1": 1, "neg": 0, "pos": 1}
+# A short English stop-word list (articles, pronouns, auxiliaries, prepositions); negations are kept.
+STOP_WORDS = tuple(
+    "a an the and or but if of at by for with about to from in on into over under again further then once "
+    "here there when where why how all any both each few more most other some such own same so than too very "
+    "i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers "
+    "herself it its itself they them their theirs themselves what which who whom this that these those am is "
+    "are was were be been being have has had having do does did doing would should could can will just s t "
+    "".split()
+)
+
+
+def normalizer(lowercase: bool = True, remove_stop_words: bool = False) -> normalizers.Normalizer:
+    """Strip <br /> and the characters " ; : (as torchtext's basic_english does), lowercase, drop stop words."""
+    steps = [normalizers.Replace(Regex(r'<br\s*/?>|[";:]'), " ")]
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    if remove_stop_words:
+        words = "|".join(w for w in STOP_WORDS if "'" not in w)
+        steps.append(normalizers.Replace(Regex(rf"\b({words})\b"), " "))
+    return normalizers.Sequence(steps)
+
+
+def make_tokenizer(vocab: Vocabulary | None = None, lowercase: bool = True, remove_stop_words: bool = False,
+                   max_length: int | None = None) -> Tokenizer:
+    """Words split on whitespace, each punctuation mark a token of its own (it's -> it ' s)."""
+    tokenizer = Tokenizer(WordLevel(vocab=dict(vocab.stoi) if vocab else {}, unk_token=UNK))
+    tokenizer.normalizer = normalizer(lowercase, remove_stop_words)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation("isolated")]
+    )
+    if max_length:
+        tokenizer.enable_truncation(max_length)
+    return tokenizer
+
+
+def tokenize(text: str, lowercase: bool = True, remove_stop_words: bool = False) -> list[str]:
+    """The words of one text, as the pipeline sees them (for tests and inspection)."""
+    tokenizer = make_tokenizer(lowercase=lowercase, remove_stop_words=remove_stop_words)
+    normalized = tokenizer.normalizer.normalize_str(text)
+    return [w for w, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalized)]
+
+
+def build_vocab(texts: list[str], min_freq: int = 5, max_size: int | None = None, lowercase: bool = True,
+                remove_stop_words: bool = False) -> Vocabulary:
+    """Words with at least `min_freq` occurrences (the most frequent first), after `<pad>`=0 and `<unk>`=1."""
+    tokenizer = make_tokenizer(lowercase=lowercase, remove_stop_words=remove_stop_words)
+    trainer = WordLevelTrainer(
+        vocab_size=max_size or 1 << 31, min_frequency=min_freq, special_tokens=[PAD, UNK], show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    stoi = tokenizer.get_vocab()
+    return Vocabulary(sorted(stoi, key=stoi.get))
+
+
+def encode(texts: list[str], vocab: Vocabulary, lowercase: bool = True, remove_stop_words: bool = False,
+           max_length: int | None = None) -> list[list[int]]:
+    tokenizer = make_tokenizer(vocab, lowercase, remove_stop_words, max_length)
+    return [e.ids for e in tokenizer.encode_batch(texts)]
+
+
+def decode_utf8(raw: bytes, path: Path) -> str:
+    """Strict UTF-8, or with bad bytes replaced, counted and reported in one warning."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
+        log.warning("%s: %d invalid UTF-8 byte sequence(s) replaced with U+FFFD", path, bad)
+        return text
+
+
+def parse_label(value: str, path: Path, line: int) -> int:
+    label = LABELS.get(value.strip().lower())
+    if label is None:
+        raise DataError(f"{path}, line {line}: label {value!r} is not one of 0, 1, neg, pos")
+    return label
+
+
+def read_csv(path: Path) -> tuple[list[str], list[int]]:
+    """A `text,label` CSV (RFC 4180 quoting) -> texts, labels."""
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    reader = csv.DictReader(io.StringIO(decode_utf8(path.read_bytes(), path), newline=""))
+    if reader.fieldnames is None or "text" not in reader.fieldnames or "label" not in reader.fieldnames:
+        raise DataError(f"{path}: needs a header with columns text,label; found {reader.fieldnames}")
+    texts, labels = [], []
+    for row in reader:
+        texts.append(row["text"] or "")
+        labels.append(parse_label(row["label"] or "", path, reader.line_num))
+    if not texts:
+        raise DataError(f"{path} holds no reviews")
+    return texts, labels
+
+
+def read_folder(folder: Path) -> tuple[list[str], list[int]]:
+    """An extracted aclImdb split: `pos/*.txt` and `neg/*.txt`, in file-name order."""
+    texts, labels = [], []
+    for name, label in (("neg", 0), ("pos", 1)):
+        files = sorted((folder / name).glob("*.txt"))
+        if not files:
+            raise DataError(f"{folder / name} holds no .txt reviews")
+        for file in files:
+            texts.append(decode_utf8(file.read_bytes(), file))
+            labels.append(label)
+    return texts, labels
+
+
+def _pair_keys(rows: list[list[int]], base: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every adjacent id pair (a, b) as the key a * base + b, and the row each pair belongs to."""
+    lengths = np.array([max(len(r) - 1, 0) for r in rows])
+    flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if rows else np.zeros(0, np.int64)
+    starts = np.cumsum([0] + [len(r) for r in rows])[:-1]
+    first = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths, strict=True)]) if rows else flat
+    return flat[first] * base + flat[first + 1], np.repeat(np.arange(len(rows)), lengths)
+
+
+def add_bigram_vocab(vocab: Vocabulary, rows: list[list[int]], min_freq: int) -> Vocabulary:
+    """The vocabulary plus every adjacent word pair seen `min_freq` times in `rows`, as "w1 w2" tokens."""
+    keys, _ = _pair_keys(rows, len(vocab))
+    unique, counts = np.unique(keys, return_counts=True)
+    kept = unique[counts >= min_freq][np.argsort(-counts[counts >= min_freq], kind="stable")]
+    return Vocabulary([*vocab.itos, *(f"{vocab.itos[k // len(vocab)]} {vocab.itos[k % len(vocab)]}" for k in kept)])
+
+
+def add_bigrams(rows: list[list[int]], vocab: Vocabulary) -> list[list[int]]:
+    """Append to each row the ids of its word pairs that the vocabulary holds (a bag of n-grams)."""
+    bigrams = [(i, token.split(" ")) for i, token in enumerate(vocab.itos) if " " in token]
+    if not bigrams:
+        return rows
+    base = len(vocab)
+    table_keys = np.array([vocab.stoi[a] * base + vocab.stoi[b] for _, (a, b) in bigrams], dtype=np.int64)
+    order = np.argsort(table_keys)
+    table_keys, table_ids = table_keys[order], np.array([i for i, _ in bigrams])[order]
+    keys, owner = _pair_keys(rows, base)
+    pos = np.clip(np.searchsorted(table_keys, keys), 0, len(table_keys) - 1)
+    hit = table_keys[pos] == keys
+    found, found_owner = table_ids[pos[hit]], owner[hit]
+    splits = np.searchsorted(found_owner, np.arange(1, len(rows)))
+    return [row + extra.tolist() for row, extra in zip(rows, np.split(found, splits), strict=True)]
