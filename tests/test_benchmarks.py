@@ -19,7 +19,11 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
     ],
 )
 def test_benchmark_script_runs(data_dir, script, args, expected):
-    done = subprocess.run([sys.executable, str(SCRIPTS / script), "--data-dir", str(data_dir), *args],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / script), "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert expected in done.stdout

@@ -42,7 +42,11 @@ def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float
 
 
 def ensure_files(
-    folder: Path, files: dict[str, str | None], mirrors: list[str], what: str, alternatives: tuple[str, ...] = ()
+    folder: Path,
+    files: dict[str, str | None],
+    mirrors: list[str],
+    what: str,
+    alternatives: tuple[str, ...] = (),
 ) -> None:
     """Make sure every file in `files` (name -> md5) is in `folder`, downloading the missing ones.
 

@@ -38,7 +38,9 @@ def safe_extract(archive: Path, target: Path) -> None:
         for member in tar.getmembers():
             dest = (target / member.name).resolve()
             if not dest.is_relative_to(target) or member.issym() or member.islnk() or member.isdev():
-                raise DataError(f"{archive}: refusing member {member.name!r}, it would write outside {target}")
+                raise DataError(
+                    f"{archive}: refusing member {member.name!r}, it would write outside {target}"
+                )
         tar.extractall(target, filter="data")
 
 
@@ -79,7 +81,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __iter__(self):
         if not self.shuffle:  # evaluation: one deterministic pass, longest last
             order = torch.argsort(self.lengths, stable=True)
-            yield from (order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size))
+            yield from (
+                order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)
+            )
             return
         order = torch.randperm(len(self.lengths))
         size = self.batch_size * self.pool
@@ -87,7 +91,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
             chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
-            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+            batches += [
+                chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)
+            ]
         for i in torch.randperm(len(batches)).tolist():
             yield batches[i]
 
@@ -129,14 +135,22 @@ class IMDBDataModule(L.LightningDataModule):
             if value is not None and value <= 0:
                 raise ValueError(f"{name}={value!r} must be positive or null")
         if ngrams not in (1, 2):
-            raise ValueError(f"ngrams={ngrams!r} is not supported; allowed: 1 (words), 2 (words + word pairs)")
+            raise ValueError(
+                f"ngrams={ngrams!r} is not supported; allowed: 1 (words), 2 (words + word pairs)"
+            )
         if pad_to_max_length and not max_length:
             raise ValueError("pad_to_max_length=true needs a max_length")
         self.folder = Path(data_dir) / "imdb"
         self.cache_dir = Path(cache_dir) if cache_dir else self.folder / "cache"
         self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
-        self.settings = {"min_freq": min_freq, "max_size": max_size, "lowercase": lowercase,
-                         "remove_stop_words": remove_stop_words, "max_length": max_length, "ngrams": ngrams}
+        self.settings = {
+            "min_freq": min_freq,
+            "max_size": max_size,
+            "lowercase": lowercase,
+            "remove_stop_words": remove_stop_words,
+            "max_length": max_length,
+            "ngrams": ngrams,
+        }
         self.padding_side, self.bucket, self.pad_to_max_length = padding_side, bucket, pad_to_max_length
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.vocab: Vocabulary | None = None
@@ -146,8 +160,16 @@ class IMDBDataModule(L.LightningDataModule):
     # -- the encoded data and its cache -------------------------------------------------------------
     def cache_path(self) -> Path:
         sources = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in source_files(self.folder)]
-        key = json.dumps({"format": CACHE_FORMAT, "settings": self.settings, "val_size": self.val_size,
-                          "split_seed": self.split_seed, "sources": sources}, sort_keys=True)
+        key = json.dumps(
+            {
+                "format": CACHE_FORMAT,
+                "settings": self.settings,
+                "val_size": self.val_size,
+                "split_seed": self.split_seed,
+                "sources": sources,
+            },
+            sort_keys=True,
+        )
         return self.cache_dir / f"imdb-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
 
     def _encode_words(self, texts: list[str]) -> list[list[int]]:
@@ -174,25 +196,32 @@ class IMDBDataModule(L.LightningDataModule):
         in_val[val_idx] = True
         train_idx = (~in_val).nonzero().squeeze(1).tolist()
         s = self.settings
-        parts = {"train": ([texts[i] for i in train_idx], [labels[i] for i in train_idx]),
-                 "val": ([texts[i] for i in val_idx], [labels[i] for i in val_idx]),
-                 "test": source["test"]}
-        self.vocab = text.build_vocab(parts["train"][0], s["min_freq"], s["max_size"], s["lowercase"],
-                                      s["remove_stop_words"])
+        parts = {
+            "train": ([texts[i] for i in train_idx], [labels[i] for i in train_idx]),
+            "val": ([texts[i] for i in val_idx], [labels[i] for i in val_idx]),
+            "test": source["test"],
+        }
+        self.vocab = text.build_vocab(
+            parts["train"][0], s["min_freq"], s["max_size"], s["lowercase"], s["remove_stop_words"]
+        )
         rows = {split: self._encode_words(split_texts) for split, (split_texts, _) in parts.items()}
         if s["ngrams"] == 2:
             self.vocab = text.add_bigram_vocab(self.vocab, rows["train"], s["min_freq"])
             rows = {split: text.add_bigrams(split_rows, self.vocab) for split, split_rows in rows.items()}
         data: dict[str, Any] = {"itos": self.vocab.itos}
         for split, split_rows in rows.items():
-            data[split] = {"ids": torch.from_numpy(np.concatenate([np.asarray(r, dtype=np.int32) for r in split_rows])),
-                           "lengths": torch.tensor([len(row) for row in split_rows]),
-                           "labels": torch.tensor(parts[split][1])}
+            data[split] = {
+                "ids": torch.from_numpy(np.concatenate([np.asarray(r, dtype=np.int32) for r in split_rows])),
+                "lengths": torch.tensor([len(row) for row in split_rows]),
+                "labels": torch.tensor(parts[split][1]),
+            }
         return data
 
     def _val_indices(self, labels: Tensor) -> list[int]:
         if self.val_size >= len(labels):
-            raise ValueError(f"val_size={self.val_size} must be smaller than the {len(labels)} training reviews")
+            raise ValueError(
+                f"val_size={self.val_size} must be smaller than the {len(labels)} training reviews"
+            )
         generator = torch.Generator().manual_seed(self.split_seed)
         picked = []
         for label in labels.unique():
@@ -209,8 +238,12 @@ class IMDBDataModule(L.LightningDataModule):
                 torch.save(data, f)
             os.replace(tmp, path)
         except OSError as err:
-            log.warning("Could not write the IMDB cache to %s (%s); set data.cache_dir to a writable folder "
-                        "to skip re-encoding next time", path.parent, err)
+            log.warning(
+                "Could not write the IMDB cache to %s (%s); set data.cache_dir to a writable folder "
+                "to skip re-encoding next time",
+                path.parent,
+                err,
+            )
 
     def load_encoded(self) -> dict[str, Any]:
         """The encoded splits, from the cache when its key matches, else built (and cached)."""
@@ -275,9 +308,13 @@ class IMDBDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         rows, labels = self.splits[split]
         if self.bucket:
-            sampler: Sampler = BucketBatchSampler(torch.tensor([len(r) for r in rows]), self.batch_size, shuffle)
+            sampler: Sampler = BucketBatchSampler(
+                torch.tensor([len(r) for r in rows]), self.batch_size, shuffle
+            )
         else:
-            sampler = BatchSampler(RandomSampler(rows) if shuffle else SequentialSampler(rows), self.batch_size, False)
+            sampler = BatchSampler(
+                RandomSampler(rows) if shuffle else SequentialSampler(rows), self.batch_size, False
+            )
         return DataLoader(
             list(zip(rows, labels, strict=True)),
             batch_sampler=sampler,

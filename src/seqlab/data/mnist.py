@@ -13,7 +13,10 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from seqlab.data.files import DataError, ensure_files
 
 VIEWS = ("rows", "pixels", "permuted_pixels")
-MIRRORS = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"]
+MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+]
 FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -30,16 +33,22 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as err:
-        raise DataError(f"{path}: cannot read ({err}); the file is corrupt, delete it and fetch it again") from None
+        raise DataError(
+            f"{path}: cannot read ({err}); the file is corrupt, delete it and fetch it again"
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 3:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic number {raw[:4].hex() or 'missing'})")
+        raise DataError(
+            f"{path}: not an IDX file of unsigned bytes (magic number {raw[:4].hex() or 'missing'})"
+        )
     ndim = raw[3]
     if len(raw) < 4 + 4 * ndim:
         raise DataError(f"{path}: truncated header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = 4 + 4 * ndim + int(np.prod(shape))
     if len(raw) != expected:
-        raise DataError(f"{path}: header says shape {shape} ({expected} bytes) but the file has {len(raw)} bytes")
+        raise DataError(
+            f"{path}: header says shape {shape} ({expected} bytes) but the file has {len(raw)} bytes"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -122,7 +131,9 @@ class MNISTDataModule(L.LightningDataModule):
             return
         images, labels = load_split(self.raw_dir, "train")
         if self.val_size >= len(images):
-            raise ValueError(f"val_size={self.val_size} must be smaller than the {len(images)} training images")
+            raise ValueError(
+                f"val_size={self.val_size} must be smaller than the {len(images)} training images"
+            )
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed)).numpy()
         val_idx, train_idx = np.sort(order[: self.val_size]), np.sort(order[self.val_size :])
         train_idx = train_idx[: self.train_subset]

@@ -77,7 +77,11 @@ class PTBDataModule(L.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("eval_batch_size", eval_batch_size)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("seq_len", seq_len),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         self.folder = Path(data_dir) / "ptb"
@@ -121,8 +125,9 @@ class PTBDataModule(L.LightningDataModule):
     def _loader(self, split: str, batch_size: int) -> DataLoader:
         windows = StreamWindows(self._streams(split, batch_size), self.seq_len)
         # batch_size=None: a dataset item is already a batch; never shuffled, the hidden state flows on.
-        return DataLoader(windows, batch_size=None, shuffle=False, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory)
+        return DataLoader(
+            windows, batch_size=None, shuffle=False, num_workers=self.num_workers, pin_memory=self.pin_memory
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size)

@@ -19,14 +19,14 @@ log = logging.getLogger(__name__)
 PAD = "<pad>"
 LABELS = {"0": 0, "1": 1, "neg": 0, "pos": 1}
 # A short English stop-word list (articles, pronouns, auxiliaries, prepositions); negations are kept.
-STOP_WORDS = tuple(
-    "a an the and or but if of at by for with about to from in on into over under again further then once "
-    "here there when where why how all any both each few more most other some such own same so than too very "
-    "i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers "
-    "herself it its itself they them their theirs themselves what which who whom this that these those am is "
-    "are was were be been being have has had having do does did doing would should could can will just s t "
-    "".split()
-)
+_STOP_WORDS_TEXT = """
+a an the and or but if of at by for with about to from in on into over under again further then once here
+there when where why how all any both each few more most other some such own same so than too very i me my
+myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself it
+its itself they them their theirs themselves what which who whom this that these those am is are was were
+be been being have has had having do does did doing would should could can will just s t
+"""
+STOP_WORDS = tuple(_STOP_WORDS_TEXT.split())
 
 
 def normalizer(lowercase: bool = True, remove_stop_words: bool = False) -> normalizers.Normalizer:
@@ -40,8 +40,12 @@ def normalizer(lowercase: bool = True, remove_stop_words: bool = False) -> norma
     return normalizers.Sequence(steps)
 
 
-def make_tokenizer(vocab: Vocabulary | None = None, lowercase: bool = True, remove_stop_words: bool = False,
-                   max_length: int | None = None) -> Tokenizer:
+def make_tokenizer(
+    vocab: Vocabulary | None = None,
+    lowercase: bool = True,
+    remove_stop_words: bool = False,
+    max_length: int | None = None,
+) -> Tokenizer:
     """Words split on whitespace, each punctuation mark a token of its own (it's -> it ' s)."""
     tokenizer = Tokenizer(WordLevel(vocab=dict(vocab.stoi) if vocab else {}, unk_token=UNK))
     tokenizer.normalizer = normalizer(lowercase, remove_stop_words)
@@ -60,8 +64,13 @@ def tokenize(text: str, lowercase: bool = True, remove_stop_words: bool = False)
     return [w for w, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalized)]
 
 
-def build_vocab(texts: list[str], min_freq: int = 5, max_size: int | None = None, lowercase: bool = True,
-                remove_stop_words: bool = False) -> Vocabulary:
+def build_vocab(
+    texts: list[str],
+    min_freq: int = 5,
+    max_size: int | None = None,
+    lowercase: bool = True,
+    remove_stop_words: bool = False,
+) -> Vocabulary:
     """Words with at least `min_freq` occurrences (the most frequent first), after `<pad>`=0 and `<unk>`=1."""
     tokenizer = make_tokenizer(lowercase=lowercase, remove_stop_words=remove_stop_words)
     trainer = WordLevelTrainer(
@@ -72,8 +81,13 @@ def build_vocab(texts: list[str], min_freq: int = 5, max_size: int | None = None
     return Vocabulary(sorted(stoi, key=stoi.get))
 
 
-def encode(texts: list[str], vocab: Vocabulary, lowercase: bool = True, remove_stop_words: bool = False,
-           max_length: int | None = None) -> list[list[int]]:
+def encode(
+    texts: list[str],
+    vocab: Vocabulary,
+    lowercase: bool = True,
+    remove_stop_words: bool = False,
+    max_length: int | None = None,
+) -> list[list[int]]:
     tokenizer = make_tokenizer(vocab, lowercase, remove_stop_words, max_length)
     return [e.ids for e in tokenizer.encode_batch(texts)]
 
@@ -130,7 +144,9 @@ def _pair_keys(rows: list[list[int]], base: int) -> tuple[np.ndarray, np.ndarray
     lengths = np.array([max(len(r) - 1, 0) for r in rows])
     flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if rows else np.zeros(0, np.int64)
     starts = np.cumsum([0] + [len(r) for r in rows])[:-1]
-    first = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths, strict=True)]) if rows else flat
+    first = (
+        np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths, strict=True)]) if rows else flat
+    )
     return flat[first] * base + flat[first + 1], np.repeat(np.arange(len(rows)), lengths)
 
 
@@ -139,7 +155,9 @@ def add_bigram_vocab(vocab: Vocabulary, rows: list[list[int]], min_freq: int) ->
     keys, _ = _pair_keys(rows, len(vocab))
     unique, counts = np.unique(keys, return_counts=True)
     kept = unique[counts >= min_freq][np.argsort(-counts[counts >= min_freq], kind="stable")]
-    return Vocabulary([*vocab.itos, *(f"{vocab.itos[k // len(vocab)]} {vocab.itos[k % len(vocab)]}" for k in kept)])
+    return Vocabulary(
+        [*vocab.itos, *(f"{vocab.itos[k // len(vocab)]} {vocab.itos[k % len(vocab)]}" for k in kept)]
+    )
 
 
 def add_bigrams(rows: list[list[int]], vocab: Vocabulary) -> list[list[int]]:
