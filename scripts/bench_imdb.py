@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from benchlib import (
-    DEFAULT_DATA_DIR,
+    add_common_args,
     bench_cfg,
     header,
     lightning_fit,
@@ -27,22 +27,22 @@ from benchlib import (
 )
 
 from seqlab import pipeline
-from seqlab.data import IMDBDataModule
 from seqlab.data import text as text_pipeline
 
 
-def pipeline_timings(data_dir: str) -> dict[str, float]:
+def pipeline_timings(cfg) -> dict[str, float]:
+    """Read, vocabulary, encoding of the training reviews; then building and loading the cache."""
     start = time.perf_counter()
-    texts, _ = text_pipeline.read_csv(Path(data_dir) / "imdb" / "train.csv")
+    texts, _ = text_pipeline.read_csv(Path(cfg.data.data_dir) / "imdb" / "train.csv")
     read = time.perf_counter()
-    vocab = text_pipeline.build_vocab(texts, min_freq=5)
+    vocab = text_pipeline.build_vocab(texts, min_freq=cfg.data.min_freq)
     built = time.perf_counter()
-    text_pipeline.encode(texts, vocab, max_length=400)
+    text_pipeline.encode(texts, vocab, max_length=cfg.data.max_length)
     encoded = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
-        IMDBDataModule(data_dir, cache_dir=cache).prepare_data()
+        pipeline.instantiate(cfg.data, "data", cache_dir=cache).prepare_data()
         loaded = time.perf_counter()
-        IMDBDataModule(data_dir, cache_dir=cache).setup()
+        pipeline.instantiate(cfg.data, "data", cache_dir=cache).setup()
         done = time.perf_counter()
     return {
         "read_s": read - start,
@@ -58,22 +58,18 @@ def main() -> None:
     parser.add_argument("--experiment", default="imdb_lstm")
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    add_common_args(parser)
     args = parser.parse_args()
 
-    timings = pipeline_timings(args.data_dir)
     with tempfile.TemporaryDirectory() as out:
+        fixed = ("data.bucket=false", "data.pad_to_max_length=true", "model.net.pack=false")
         setups = {
-            "bucketed + packed": bench_cfg(args.experiment, args.data_dir, out, "data.bucket=true"),
-            "fixed-length padding": bench_cfg(
-                args.experiment,
-                args.data_dir,
-                out,
-                "data.bucket=false",
-                "data.pad_to_max_length=true",
-                "model.net.pack=false",
+            "bucketed + packed": bench_cfg(
+                args.experiment, args.data_dir, out, "data.bucket=true", *args.overrides
             ),
+            "fixed-length padding": bench_cfg(args.experiment, args.data_dir, out, *fixed, *args.overrides),
         }
+        timings = pipeline_timings(setups["bucketed + packed"])
         runs = {}
         for name, cfg in setups.items():
             datamodule = prepared_datamodule(cfg)

@@ -16,7 +16,7 @@ import tempfile
 
 import torch
 from benchlib import (
-    DEFAULT_DATA_DIR,
+    add_common_args,
     bench_cfg,
     header,
     lightning_fit,
@@ -32,11 +32,13 @@ def main() -> None:
     parser.add_argument("--experiment", default="mnist_lstm")
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    add_common_args(parser)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out:
-        cfg = bench_cfg(args.experiment, args.data_dir, out, "data.train_subset=null")  # enough batches
+        cfg = bench_cfg(
+            args.experiment, args.data_dir, out, "data.train_subset=null", *args.overrides
+        )  # enough batches
         datamodule = prepared_datamodule(cfg)
         batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
         samples = sum(len(b[1]) for b in batches)
@@ -65,7 +67,7 @@ def main() -> None:
     print(
         f"ratio seqlab/plain : {paired_ratio(plain_t, light_t):10.3f}  (median of paired repeats; goal >= 0.95)"
     )
-    t = startup_time("mnist_lstm", args.data_dir)
+    t = startup_time("mnist_lstm", args.data_dir, *args.overrides)
     print(f"start-up to exit, seqlab.train experiment=mnist_lstm debug=fdr: {t:.1f} s (goal < 15 s)")
 
 

@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 from benchlib import (
-    DEFAULT_DATA_DIR,
+    add_common_args,
     bench_cfg,
     header,
     lightning_fit,
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--experiment", default="ptb_zaremba_small")
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    add_common_args(parser)
     parser.add_argument(
         "--memory-probe", nargs=3, metavar=("TBPTT", "WINDOW", "BATCHES"), help=argparse.SUPPRESS
     )
@@ -100,7 +100,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as out:
-        cfg = bench_cfg(args.experiment, args.data_dir, out)
+        cfg = bench_cfg(args.experiment, args.data_dir, out, *args.overrides)
         datamodule = prepared_datamodule(cfg)
         batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
         val = list(datamodule.val_dataloader())

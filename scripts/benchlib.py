@@ -63,7 +63,14 @@ def lightning_fit(cfg: DictConfig, datamodule, init_state: dict, batches: list) 
     return time.perf_counter() - start, task
 
 
-def startup_time(experiment: str, data_dir: str) -> float:
+def add_common_args(parser) -> None:
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides for the benchmarked config, e.g. data.val_size=40"
+    )
+
+
+def startup_time(experiment: str, data_dir: str, *overrides: str) -> float:
     """Start-to-exit seconds of `seqlab.train experiment=... debug=fdr` in a fresh process."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
@@ -75,6 +82,7 @@ def startup_time(experiment: str, data_dir: str) -> float:
                 f"experiment={experiment}",
                 "debug=fdr",
                 f"hydra.run.dir={out}",
+                *overrides,
             ],
             check=True,
             capture_output=True,
