@@ -161,3 +161,13 @@ def test_cli_trains_and_reports_config_errors_in_one_line(data_dir, tmp_path):
 def test_every_experiment_belongs_to_a_task_suite():
     """Each suite runs its own prefix's experiments with debug=fdr; none may fall between them."""
     assert EXPERIMENTS and all(e.split("_")[0] in ("mnist", "ptb", "imdb") for e in EXPERIMENTS)
+
+
+def test_a_checkpoint_config_cannot_instantiate_arbitrary_targets(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=mnist_rnn", *LIMIT, output_dir=tmp_path / "a")
+    pipeline.train(cfg)
+    ckpt = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["seqlab"]["config"]["optimizer"] = {"_target_": "os.system", "command": "echo pwned"}
+    torch.save(ckpt, tmp_path / "evil.ckpt")
+    with pytest.raises(ConfigError, match=r"optimizer._target_='os.system'"):
+        pipeline.restore_from_checkpoint(tmp_path / "evil.ckpt")

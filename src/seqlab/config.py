@@ -39,9 +39,11 @@ def iter_targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
             yield from iter_targets(v, f"{key}[{i}]")
 
 
-def check_safe_targets(node: Any, allowed: tuple[str, ...] = ("seqlab.", "torch.optim.")) -> None:
-    """Refuse a stored config that would instantiate anything outside seqlab and torch.optim."""
-    for key, target in iter_targets(node):
+def check_safe_targets(
+    node: Any, where: str = "", allowed: tuple[str, ...] = ("seqlab.", "torch.optim.")
+) -> None:
+    """Refuse a stored config (`where` names it) that would instantiate anything outside seqlab and torch.optim."""
+    for key, target in iter_targets(node, where):
         if not target.startswith(allowed):
             raise ConfigError(
                 f"{key}._target_={target!r}: a checkpoint's config may only build {allowed} objects"

@@ -61,18 +61,16 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> TaskModule
     return task
 
 
+def build_group(cfg: DictConfig, group: str) -> list[Any]:
+    """Every entry with a `_target_` in a group of named objects (`callbacks`, `logger`)."""
+    nodes = cfg.get(group) or {}
+    return [
+        instantiate(node, f"{group}.{name}") for name, node in nodes.items() if node and "_target_" in node
+    ]
+
+
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    nodes = cfg.get("callbacks") or {}
-    return [
-        instantiate(node, f"callbacks.{name}") for name, node in nodes.items() if node and "_target_" in node
-    ]
-
-
-def build_loggers(cfg: DictConfig) -> list[Any]:
-    nodes = cfg.get("logger") or {}
-    return [
-        instantiate(node, f"logger.{name}") for name, node in nodes.items() if node and "_target_" in node
-    ]
+    return build_group(cfg, "callbacks")
 
 
 def build_trainer(cfg: DictConfig, task: TaskModule, callbacks: list, loggers: list) -> L.Trainer:
@@ -131,8 +129,8 @@ def restore_from_checkpoint(
     """
     checkpoint = read_checkpoint(ckpt_path)
     run_cfg = OmegaConf.create(checkpoint["seqlab"]["config"])
-    check_safe_targets(run_cfg.data)
-    check_safe_targets(run_cfg.model)
+    for group in ("data", "model", "optimizer", "scheduler"):  # everything build_task instantiates
+        check_safe_targets(run_cfg.get(group), group)
     if data_dir is not None:
         with open_dict(run_cfg):
             run_cfg.paths.data_dir = data_dir
@@ -195,7 +193,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         check_state_fits(task, read_checkpoint(ckpt_path)["state_dict"], f"ckpt_path={ckpt_path!r}")
-    trainer = build_trainer(cfg, task, build_callbacks(cfg), build_loggers(cfg))
+    trainer = build_trainer(cfg, task, build_callbacks(cfg), build_group(cfg, "logger"))
     for logger in trainer.loggers:
         logger.log_hyperparams(flatten(task.run_info["config"]))
 
