@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 ARGS ?=
+EXPERIMENT ?= mnist_lstm
 
 .PHONY: install dev train test lint format bench clean
 
@@ -26,9 +27,9 @@ $(VENV)/.dev: $(VENV)/.installed
 install: $(VENV)/.installed
 dev: $(VENV)/.dev
 
-## Train the default experiment (row-wise MNIST LSTM); extra Hydra overrides go in ARGS="...".
+## Train the default experiment (mnist_lstm); EXPERIMENT=... picks another, ARGS="..." adds Hydra overrides.
 train: install
-	$(PY) -m seqlab.train $(ARGS)
+	$(PY) -m seqlab.train experiment=$(EXPERIMENT) $(ARGS)
 
 ## Run the test suite (CPU, a few minutes). `make test ARGS="-m slow"` runs the slow tests.
 test: dev
