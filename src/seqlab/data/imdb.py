@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
 
+from seqlab.checks import check_choice, check_positive
 from seqlab.data import text
 from seqlab.data.files import download
 from seqlab.data.vocab import Vocabulary
@@ -126,11 +127,8 @@ class IMDBDataModule(L.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        if padding_side not in PADDING_SIDES:
-            raise ValueError(f"padding_side={padding_side!r} is not supported; allowed: left, right")
-        for name, value in (("batch_size", batch_size), ("val_size", val_size), ("min_freq", min_freq)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        check_choice("padding_side", padding_side, PADDING_SIDES)
+        check_positive(batch_size=batch_size, val_size=val_size, min_freq=min_freq)
         for name, value in (("max_size", max_size), ("max_length", max_length)):
             if value is not None and value <= 0:
                 raise ValueError(f"{name}={value!r} must be positive or null")

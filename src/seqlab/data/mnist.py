@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
+from seqlab.checks import check_choice, check_positive
 from seqlab.data.files import DataError, ensure_files
 
 VIEWS = ("rows", "pixels", "permuted_pixels")
@@ -99,13 +100,10 @@ class MNISTDataModule(L.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        if view not in VIEWS:
-            raise ValueError(f"view={view!r} is not supported; allowed: {', '.join(VIEWS)}")
-        for name, value in (("batch_size", batch_size), ("val_size", val_size)):
-            if value <= 0:
-                raise ValueError(f"{name}={value} must be positive")
-        if train_subset is not None and train_subset <= 0:
-            raise ValueError(f"train_subset={train_subset} must be positive or null (all images)")
+        check_choice("view", view, VIEWS)
+        check_positive(batch_size=batch_size, val_size=val_size)
+        if train_subset is not None:
+            check_positive(train_subset=train_subset)
         self.raw_dir = Path(data_dir) / "MNIST" / "raw"
         self.view, self.batch_size, self.val_size = view, batch_size, val_size
         self.train_subset, self.split_seed, self.permutation_seed = train_subset, split_seed, permutation_seed

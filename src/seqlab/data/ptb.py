@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from seqlab.checks import check_positive
 from seqlab.data.files import DataError, ensure_files
 from seqlab.data.vocab import UNK, Vocabulary
 
@@ -77,13 +78,7 @@ class PTBDataModule(L.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("batch_size", batch_size),
-            ("seq_len", seq_len),
-            ("eval_batch_size", eval_batch_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        check_positive(batch_size=batch_size, seq_len=seq_len, eval_batch_size=eval_batch_size)
         self.folder = Path(data_dir) / "ptb"
         self.batch_size, self.seq_len, self.eval_batch_size = batch_size, seq_len, eval_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory

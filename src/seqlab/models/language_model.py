@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from seqlab.models.recurrent import RecurrentEncoder, State, check_choice, check_positive
+from seqlab.checks import check_choice, check_positive
+from seqlab.models.recurrent import RecurrentEncoder, State
 
 STRATEGIES = ("multinomial", "greedy", "top_k")
 

@@ -6,25 +6,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqlab.checks import check_choice, check_dropout, check_positive
+
 CELLS = ("rnn", "lstm", "gru", "own_rnn")
 POOLINGS = ("last", "mean", "max")
 State = Tensor | tuple[Tensor, Tensor]
-
-
-def check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
-
-
-def check_dropout(dropout: float, name: str = "dropout") -> None:
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"{name}={dropout!r} must lie in [0, 1)")
-
-
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not supported; allowed: {', '.join(allowed)}")
 
 
 class OwnRNN(nn.Module):
