@@ -257,3 +257,10 @@ def test_ngrams_setting_reaches_predict_encoding(data_dir):
     a, b = pairs[0].split(" ")
     row = dm.encode_texts([f"{a} {b}"])[0]
     assert row[-1] == dm.vocab.stoi[pairs[0]]
+
+
+def test_fixed_length_padding_holds_rows_longer_than_max_length(data_dir):
+    dm = imdb_dm(data_dir, ngrams=2, pad_to_max_length=True, max_length=10)
+    for ids, _, mask in dm.val_dataloader():
+        assert ids.shape[1] == max(10, int(mask.sum(1).max()))
+        assert torch.equal(mask, ids != 0)

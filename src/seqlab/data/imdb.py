@@ -45,21 +45,27 @@ def safe_extract(archive: Path, target: Path) -> None:
         tar.extractall(target, filter="data")
 
 
+def ensure_source(folder: Path) -> None:
+    """A readable source in `folder`: the CSVs, an extracted `aclImdb/`, or the archive (downloaded if missing)."""
+    if (folder / "train.csv").exists() or (folder / "test.csv").exists() or (folder / "aclImdb").is_dir():
+        return
+    archive = folder / ARCHIVE
+    if not archive.exists():
+        try:
+            download(ARCHIVE_URLS, archive, ARCHIVE_MD5, timeout=60)
+        except DataError as err:
+            raise DataError(
+                f"IMDB data not found in {folder}: expected train.csv and test.csv (columns text,label), "
+                f"an extracted aclImdb/ folder, or {ARCHIVE}; the download failed.\n{err}"
+            ) from None
+    safe_extract(archive, folder)
+
+
 def read_source(folder: Path) -> dict[str, tuple[list[str], list[int]]]:
-    """train/test from `train.csv`/`test.csv`, an extracted `aclImdb/`, or the archive (downloaded if missing)."""
+    """train/test from `train.csv`/`test.csv`, else from the extracted `aclImdb/`."""
+    ensure_source(folder)
     if (folder / "train.csv").exists() or (folder / "test.csv").exists():
         return {split: text.read_csv(folder / f"{split}.csv") for split in ("train", "test")}
-    if not (folder / "aclImdb").is_dir():
-        archive = folder / ARCHIVE
-        if not archive.exists():
-            try:
-                download(ARCHIVE_URLS, archive, ARCHIVE_MD5, timeout=60)
-            except DataError as err:
-                raise DataError(
-                    f"IMDB data not found in {folder}: expected train.csv and test.csv (columns text,label), "
-                    f"an extracted aclImdb/ folder, or {ARCHIVE}; the download failed.\n{err}"
-                ) from None
-        safe_extract(archive, folder)
     return {split: text.read_folder(folder / "aclImdb" / split) for split in ("train", "test")}
 
 
@@ -245,6 +251,7 @@ class IMDBDataModule(L.LightningDataModule):
 
     def load_encoded(self) -> dict[str, Any]:
         """The encoded splits, from the cache when its key matches, else built (and cached)."""
+        ensure_source(self.folder)  # before the key: a download or extraction changes the source files
         path = self.cache_path()
         if path.exists():
             try:
@@ -259,11 +266,8 @@ class IMDBDataModule(L.LightningDataModule):
         return data
 
     def prepare_data(self) -> None:
-        if self.splits:  # already loaded (the model needed the vocabulary size first)
-            return
-        if not source_files(self.folder):
-            read_source(self.folder)  # downloads the archive, or explains what is missing
-        self.load_encoded()
+        if not self.splits:  # not already loaded for the model's vocabulary size
+            self.load_encoded()
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -290,7 +294,9 @@ class IMDBDataModule(L.LightningDataModule):
     # -- batches ------------------------------------------------------------------------------------
     def collate(self, rows: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Pad to the longest row (or to max_length) on `padding_side`; mask is True on real tokens."""
-        width = self.settings["max_length"] if self.pad_to_max_length else max(len(r) for r in rows)
+        width = max(len(r) for r in rows)
+        if self.pad_to_max_length:  # rows with word pairs (ngrams: 2) may be longer than max_length
+            width = max(width, self.settings["max_length"])
         ids = torch.zeros(len(rows), width, dtype=torch.long)
         mask = torch.zeros(len(rows), width, dtype=torch.bool)
         for i, row in enumerate(rows):

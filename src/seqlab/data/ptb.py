@@ -88,22 +88,20 @@ class PTBDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         ensure_files(self.folder, FILES, MIRRORS, "Penn Treebank")
 
-    def _build_vocab(self) -> Vocabulary:
-        words = read_words(self.folder / SPLITS["train"])
-        return Vocabulary.build(words, specials=(UNK, EOS))
-
     @property
     def dims(self) -> dict[str, int]:
         if self.vocab is None:
-            self.vocab = self._build_vocab()
+            self.setup()
         return {"vocab_size": len(self.vocab)}
 
     def setup(self, stage: str | None = None) -> None:
         if self.ids:
             return
-        self.dims  # noqa: B018 -- builds the vocabulary unless a checkpoint gave one
         for split, name in SPLITS.items():
-            ids = torch.tensor(self.vocab.encode(read_words(self.folder / name)), dtype=torch.long)
+            words = read_words(self.folder / name)
+            if self.vocab is None:  # from the training file (first), unless a checkpoint gave one
+                self.vocab = Vocabulary.build(words, specials=(UNK, EOS))
+            ids = torch.tensor(self.vocab.encode(words), dtype=torch.long)
             oov = (ids == self.vocab.unk_id).float().mean().item()
             if split != "train" and oov > MAX_OOV_RATE:
                 raise DataError(

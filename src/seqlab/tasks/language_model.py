@@ -162,7 +162,7 @@ class LanguageModel(TaskModule):
     def _eval_step(self, batch: tuple[Tensor, Tensor], metric: MeanNLL) -> None:
         x, y = batch
         logits, self.eval_state = self.net(x, self.eval_state)
-        metric.update(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"), y.numel())
+        metric.update(self.chunk_loss(logits, y)[1], y.numel())
 
     def _eval_epoch_end(self, stage: str, metric: MeanNLL) -> None:
         loss = metric.compute()
