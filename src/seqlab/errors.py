@@ -1,4 +1,4 @@
-"""The two kinds of user error seqlab reports in one clear message instead of a traceback."""
+"""The kinds of error seqlab reports in one clear message instead of a traceback."""
 
 
 class ConfigError(ValueError):
@@ -7,3 +7,10 @@ class ConfigError(ValueError):
 
 class DataError(RuntimeError):
     """A data file is missing, corrupt or not what the task expects."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss); the message names where and what was kept."""
+
+
+USER_ERRORS = (ConfigError, DataError, TrainingError)

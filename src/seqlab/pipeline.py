@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import seqlab
+from seqlab.checkpointing import AtomicCheckpointIO
 from seqlab.config import check_safe_targets
 from seqlab.errors import ConfigError
 from seqlab.tasks.base import TaskModule
@@ -58,6 +60,16 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> TaskModule
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
     )
     task.run_info = {"version": seqlab.__version__, "config": config, "dims": dict(datamodule.dims)}
+    try:  # bind the optimizer and scheduler now: a bad lr is named before any data is read
+        task.configure_optimizers()
+    except (ValueError, TypeError) as err:
+        settings = ", ".join(
+            f"{group}.{k}={v}"
+            for group in ("optimizer", "scheduler")
+            for k, v in (cfg.get(group) or {}).items()
+            if not k.startswith("_")
+        )
+        raise ConfigError(f"optimizer/scheduler: {err} ({settings})") from None
     return task
 
 
@@ -80,7 +92,8 @@ def build_trainer(cfg: DictConfig, task: TaskModule, callbacks: list, loggers: l
         task.gradient_clip_val = trainer_cfg.get("gradient_clip_val")
         task.accumulate_grad_batches = trainer_cfg.get("accumulate_grad_batches") or 1
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"gradient_clip_val": None, "accumulate_grad_batches": 1})
-    return instantiate(trainer_cfg, "trainer", callbacks=callbacks, logger=loggers or False)
+    plugins = {} if trainer_cfg.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    return instantiate(trainer_cfg, "trainer", callbacks=callbacks, logger=loggers or False, **plugins)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -185,12 +198,49 @@ def seed(cfg: DictConfig) -> None:
         L.seed_everything(int(cfg.seed), workers=True)
 
 
+def read_metrics(output_dir: str | Path) -> dict[str, float] | None:
+    path = Path(output_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint training starts from: `ckpt_path`, else the run dir's last.ckpt when resuming.
+
+    A SLURM requeue (SLURM_RESTART_COUNT > 0) resumes as `resume=true` does. Without either, a run
+    dir that already holds checkpoints is refused rather than overwritten.
+    """
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    if cfg.get("resume") or requeued:
+        if last.is_file():
+            log.info("Resuming from %s", last)
+            return str(last)
+        log.info("resume: no %s yet, starting from scratch", last)
+        return None
+    if last.exists():
+        raise ConfigError(
+            f"{cfg.paths.output_dir} already holds the checkpoints of an earlier run: resume=true continues "
+            "it; another run_name=... (or hydra.run.dir=...) starts a new one"
+        )
+    return None
+
+
 def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
-    """Train, then validate and test the best checkpoint; write metrics.json; return the optimized metric."""
+    """Train, then validate and test the best checkpoint; write metrics.json; return the optimized metric.
+
+    A run dir that already holds metrics.json is a finished run: its metrics are returned, nothing is
+    retrained (so rerunning a sweep only runs its failed or missing jobs).
+    """
+    finished = read_metrics(cfg.paths.output_dir)
+    if finished is not None and not cfg.get("ckpt_path"):
+        log.info("%s holds a finished run (metrics.json): not training it again", cfg.paths.output_dir)
+        return select_metric(finished, cfg.get("optimized_metric")), finished
     seed(cfg)
     datamodule = build_datamodule(cfg)
     task = build_task(cfg, datamodule)
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = resume_checkpoint(cfg)
     if ckpt_path:
         check_state_fits(task, read_checkpoint(ckpt_path)["state_dict"], f"ckpt_path={ckpt_path!r}")
     trainer = build_trainer(cfg, task, build_callbacks(cfg), build_group(cfg, "logger"))

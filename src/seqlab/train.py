@@ -8,14 +8,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seqlab.config import CONF_DIR, print_config
-from seqlab.errors import ConfigError, DataError
+from seqlab.errors import USER_ERRORS
 
 
 def run(task_function, cfg: DictConfig):
-    """Call `task_function(cfg)`; in a single run, a config or data error ends with its message alone."""
+    """Call `task_function(cfg)`; in a single run, a user error (config, data, training) ends with its message alone."""
     try:
         return task_function(cfg)
-    except (ConfigError, DataError) as err:
+    except USER_ERRORS as err:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweep records this job as failed and goes on
         raise SystemExit(f"error: {err}") from None

@@ -118,9 +118,12 @@ def read_csv(path: Path) -> tuple[list[str], list[int]]:
     if reader.fieldnames is None or "text" not in reader.fieldnames or "label" not in reader.fieldnames:
         raise DataError(f"{path}: needs a header with columns text,label; found {reader.fieldnames}")
     texts, labels = [], []
-    for row in reader:
-        texts.append(row["text"] or "")
-        labels.append(parse_label(row["label"] or "", path, reader.line_num))
+    try:
+        for row in reader:
+            texts.append(row["text"] or "")
+            labels.append(parse_label(row["label"] or "", path, reader.line_num))
+    except csv.Error as err:  # e.g. a field over the csv module's size limit: a broken quote
+        raise DataError(f"{path}, line {reader.line_num}: not valid CSV ({err})") from None
     if not texts:
         raise DataError(f"{path} holds no reviews")
     return texts, labels

@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from seqlab.checkpointing import rng_state, set_rng_state
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
@@ -51,6 +53,13 @@ class TaskModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["seqlab"] = self.run_info
+        checkpoint["rng_state"] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Resuming training continues the random streams (shuffling, dropout) where the saved run was,
+        # so a resumed run retraces the uninterrupted one; evaluation leaves them alone.
+        if "rng_state" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
+            set_rng_state(checkpoint["rng_state"])
 
     def log_step(self, name: str, value: torch.Tensor, **kwargs: Any) -> None:
         """Log a per-step value only on the steps the loggers write (every `log_every_n_steps`).

@@ -1,0 +1,56 @@
+"""Per-epoch metrics in the run dir (`history.csv`), for sweep summaries and plots without TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
+
+
+class EpochHistory(Checkpoint):
+    """After every training epoch, one row of the epoch's logged metrics (rank 0 writes, atomically).
+
+    A `Checkpoint` subclass only so that Lightning calls it after the task's own `on_train_epoch_end`,
+    where epoch means such as `train/loss` are logged. A resumed run keeps the rows of earlier epochs.
+    """
+
+    def __init__(self, filename: str = "history.csv") -> None:
+        self.filename = filename
+
+    def _path(self, trainer: L.Trainer) -> Path:
+        return Path(trainer.default_root_dir) / self.filename
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for name, value in sorted(trainer.callback_metrics.items()):
+            if value.numel() == 1 and not name.endswith("_step"):
+                row[name] = float(value)
+        path = self._path(trainer)
+        rows = [r for r in read_history(path) if int(r["epoch"]) < trainer.current_epoch] + [row]
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(out.getvalue())
+        tmp.replace(path)
+
+
+def read_history(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a `history.csv` as floats (empty cells: NaN); [] when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: float(v) if v not in ("", None) else math.nan for k, v in r.items()}
+            for r in csv.DictReader(f)
+        ]

@@ -1,0 +1,182 @@
+"""Never lose a run: kills mid-epoch and mid-save, resume, non-finite losses, refused overwrites."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from seqlab import pipeline
+from seqlab.callbacks.history import read_history
+from seqlab.errors import ConfigError, TrainingError
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["debug=limit", "trainer.max_epochs=3", "trainer.deterministic=true", "seed=3"]
+TASKS = {
+    # dropout in each, so that a resume has to restore the random streams to match
+    "mnist": ["experiment=mnist_lstm", "data.val_size=40", "data.batch_size=16", "model.net.dropout=0.3"],
+    "ptb": [
+        "experiment=ptb_lab",
+        "data.batch_size=4",
+        "data.eval_batch_size=3",
+        "data.seq_len=6",
+        "model.truncated_bptt_steps=3",
+        "model.net.hidden_dim=16",
+        "model.net.dropout=0.3",
+    ],
+    "imdb": [
+        "experiment=imdb_lstm",
+        "data.val_size=40",
+        "data.batch_size=16",
+        "data.min_freq=1",
+        "model.net.dropout=0.3",
+        "model.net.num_layers=2",
+    ],
+}
+
+
+def train_cli(overrides: list[str], run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    """`python -m seqlab.train` in a fresh process (so that it can be SIGKILLed), from the repo root."""
+    args = [f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", "print_config=false"]
+    args += ["trainer.enable_progress_bar=false", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "seqlab.train", *args], capture_output=True, text=True, cwd=REPO, env=env
+    )
+
+
+def final(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "wall_time_s"}
+
+
+def metrics_of(run_dir: Path) -> dict:
+    return final(json.loads((run_dir / "metrics.json").read_text()))
+
+
+def val_losses(run_dir: Path) -> list[float]:
+    return [row["val/loss"] for row in read_history(run_dir / "history.csv")]
+
+
+def resume_in_process(make_cfg, overrides: list[str], run_dir: Path) -> dict:
+    _, metrics = pipeline.train(make_cfg(*overrides, "resume=true", output_dir=run_dir))
+    return final(metrics)
+
+
+@pytest.mark.parametrize("task", ["mnist", "ptb", "imdb"])
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(task, make_cfg, tmp_path, data_dir):
+    overrides = [*TASKS[task], *SMALL]
+    _, straight = pipeline.train(make_cfg(*overrides, output_dir=tmp_path / "straight"))
+
+    run_dir = tmp_path / "killed"
+    killed = train_cli(
+        [
+            *overrides,
+            "+callbacks.kill._target_=tests.helpers.KillAt",
+            "+callbacks.kill.epoch=1",
+            "+callbacks.kill.batch=1",
+        ],
+        run_dir,
+        data_dir,
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (run_dir / "metrics.json").exists()
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+    resumed = resume_in_process(make_cfg, overrides, run_dir)
+    assert resumed == pytest.approx(final(straight), rel=1e-5, abs=1e-6)
+    assert val_losses(run_dir) == pytest.approx(val_losses(tmp_path / "straight"), rel=1e-5)
+
+    # One TensorBoard run, continued: epoch 0 from the killed process, epochs 1-2 from the resumed one.
+    def val_steps(folder: Path) -> list[int]:
+        return sorted(e.step for e in EventAccumulator(str(folder)).Reload().Scalars("val/loss"))
+
+    assert val_steps(run_dir / "tensorboard") == val_steps(tmp_path / "straight" / "tensorboard")
+
+
+def test_kill_inside_a_checkpoint_write_leaves_a_resumable_last_ckpt(make_cfg, tmp_path, data_dir):
+    overrides = [*TASKS["mnist"], *SMALL]
+    run_dir = tmp_path / "run"
+    # Saves 1-2 are epoch 0's (epoch_000.ckpt, last.ckpt); the 4th is last.ckpt of epoch 1.
+    killed = train_cli(
+        [*overrides, "+callbacks.kill._target_=tests.helpers.KillInSave", "+callbacks.kill.save=4"],
+        run_dir,
+        data_dir,
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert list((run_dir / "checkpoints").glob(".last.ckpt.*.tmp")), "the kill hit the write"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+    resumed = resume_in_process(make_cfg, overrides, run_dir)
+    _, straight = pipeline.train(make_cfg(*overrides, output_dir=tmp_path / "straight"))
+    assert resumed == pytest.approx(final(straight), rel=1e-5, abs=1e-6)
+
+
+def test_ckpt_path_resumes_too(make_cfg, tmp_path):
+    overrides = [*TASKS["mnist"], *SMALL]
+    pipeline.train(make_cfg(*overrides, "trainer.max_epochs=1", output_dir=tmp_path / "first"))
+    first_ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    _, metrics = pipeline.train(
+        make_cfg(*overrides, f"ckpt_path={first_ckpt}", output_dir=tmp_path / "second")
+    )
+    _, straight = pipeline.train(make_cfg(*overrides, output_dir=tmp_path / "straight"))
+    assert final(metrics) == pytest.approx(final(straight), rel=1e-5, abs=1e-6)
+    assert torch.load(first_ckpt, weights_only=True)["epoch"] == 0, "the source checkpoint is left as it was"
+
+
+def test_a_run_dir_with_checkpoints_is_not_overwritten(make_cfg, tmp_path):
+    overrides = [*TASKS["mnist"], "debug=limit", "trainer.max_epochs=1"]
+    run_dir = tmp_path / "run"
+    pipeline.train(make_cfg(*overrides, output_dir=run_dir))
+    (run_dir / "metrics.json").unlink()  # as if killed before the end
+    before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(ConfigError, match="already holds the checkpoints of an earlier run: resume=true"):
+        pipeline.train(make_cfg(*overrides, output_dir=run_dir))
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_a_finished_run_is_not_trained_again(make_cfg, tmp_path):
+    overrides = [*TASKS["mnist"], "debug=limit", "trainer.max_epochs=1"]
+    run_dir = tmp_path / "run"
+    _, first = pipeline.train(make_cfg(*overrides, output_dir=run_dir))
+    stamp = (run_dir / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    value, again = pipeline.train(make_cfg(*overrides, "resume=true", output_dir=run_dir))
+    assert again == first and value == first["val/acc"]
+    assert (run_dir / "checkpoints" / "last.ckpt").stat().st_mtime_ns == stamp
+
+
+def test_a_corrupt_last_ckpt_is_named_when_resuming(make_cfg, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"\x00" * 100)
+    with pytest.raises(ConfigError, match=r"last\.ckpt'?: not a readable checkpoint"):
+        pipeline.train(make_cfg(*TASKS["mnist"], "debug=limit", "resume=true", output_dir=run_dir))
+
+
+@pytest.mark.parametrize("task", ["mnist", "ptb"])
+def test_non_finite_loss_stops_with_epoch_step_batch_and_keeps_the_good_checkpoint(make_cfg, tmp_path, task):
+    cfg = make_cfg(
+        *TASKS[task],
+        *SMALL,
+        "+callbacks.poison._target_=tests.helpers.PoisonAt",
+        "+callbacks.poison.epoch=1",
+        "+callbacks.poison.batch=1",
+    )
+    with pytest.raises(
+        TrainingError,
+        match=r"non-finite training loss \(nan\) at epoch 1, step \d+, batch 1; the last good checkpoint is .*last\.ckpt",
+    ) as err:
+        pipeline.train(cfg)
+    assert "debug=anomaly" in str(err.value)
+    ckpt = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)
+    assert ckpt["epoch"] == 0 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_debug_anomaly_turns_on_anomaly_detection(make_cfg):
+    cfg = make_cfg("debug=anomaly")
+    assert cfg.trainer.detect_anomaly is True
+    trainer = pipeline.instantiate(cfg.trainer, "trainer", max_steps=1, logger=False)
+    assert trainer._detect_anomaly
