@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -21,22 +22,27 @@ class KillAt(L.Callback):
 
 
 class KillInSave(L.Callback):
-    """SIGKILL this process halfway through writing its `save`-th checkpoint file (1-based)."""
+    """SIGKILL this process halfway through writing `name` at the end of `epoch`."""
 
-    def __init__(self, save: int) -> None:
-        self.save, self.count = save, 0
+    def __init__(self, epoch: int, name: str = "last.ckpt") -> None:
+        self.epoch, self.name = epoch, name
 
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        self.count += 1
-        if self.count != self.save:
-            return
+    def setup(self, trainer, pl_module, stage) -> None:
+        io = trainer.strategy.checkpoint_io
+        save = io.save_checkpoint
 
-        def half_then_die(obj, f, *args, **kwargs):
-            f.write(b"PK\x03\x04 half a checkpoint")
-            f.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+        def save_or_die(checkpoint, path, storage_options=None):
+            if Path(path).name == self.name and checkpoint["epoch"] == self.epoch:
 
-        torch.save = half_then_die
+                def half_then_die(obj, f, *args, **kwargs):
+                    f.write(b"PK\x03\x04 half a checkpoint")
+                    f.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+                torch.save = half_then_die
+            return save(checkpoint, path, storage_options)
+
+        io.save_checkpoint = save_or_die
 
 
 class PoisonAt(L.Callback):

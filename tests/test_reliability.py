@@ -100,9 +100,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(task, make_c
 def test_kill_inside_a_checkpoint_write_leaves_a_resumable_last_ckpt(make_cfg, tmp_path, data_dir):
     overrides = [*TASKS["mnist"], *SMALL]
     run_dir = tmp_path / "run"
-    # Saves 1-2 are epoch 0's (epoch_000.ckpt, last.ckpt); the 4th is last.ckpt of epoch 1.
     killed = train_cli(
-        [*overrides, "+callbacks.kill._target_=tests.helpers.KillInSave", "+callbacks.kill.save=4"],
+        [*overrides, "+callbacks.kill._target_=tests.helpers.KillInSave", "+callbacks.kill.epoch=1"],
         run_dir,
         data_dir,
     )
@@ -123,7 +122,9 @@ def test_ckpt_path_resumes_too(make_cfg, tmp_path):
         make_cfg(*overrides, f"ckpt_path={first_ckpt}", output_dir=tmp_path / "second")
     )
     _, straight = pipeline.train(make_cfg(*overrides, output_dir=tmp_path / "straight"))
-    assert final(metrics) == pytest.approx(final(straight), rel=1e-5, abs=1e-6)
+    # The same training; "best" is chosen among this run dir's checkpoints only, so compare the epochs.
+    assert val_losses(tmp_path / "second") == pytest.approx(val_losses(tmp_path / "straight")[1:], rel=1e-5)
+    assert metrics["train/loss"] == pytest.approx(straight["train/loss"], rel=1e-5)
     assert torch.load(first_ckpt, weights_only=True)["epoch"] == 0, "the source checkpoint is left as it was"
 
 

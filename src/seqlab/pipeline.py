@@ -5,20 +5,26 @@ The Hydra entry points only compose a config and call `train` or `evaluate` here
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.types import RunMode
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import seqlab
 from seqlab.checkpointing import AtomicCheckpointIO
@@ -92,8 +98,10 @@ def build_trainer(cfg: DictConfig, task: TaskModule, callbacks: list, loggers: l
         task.gradient_clip_val = trainer_cfg.get("gradient_clip_val")
         task.accumulate_grad_batches = trainer_cfg.get("accumulate_grad_batches") or 1
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"gradient_clip_val": None, "accumulate_grad_batches": 1})
-    plugins = {} if trainer_cfg.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
-    return instantiate(trainer_cfg, "trainer", callbacks=callbacks, logger=loggers or False, **plugins)
+    trainer = instantiate(trainer_cfg, "trainer", callbacks=callbacks, logger=loggers or False)
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the config chose another
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+    return trainer
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -227,6 +235,30 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def ranks_relaunch_this_job() -> Iterator[None]:
+    """Inside a multirun, make Lightning's DDP launcher start the other ranks as single runs of this job.
+
+    Lightning relaunches ranks with this process's command line plus `hydra.run.dir`: in a sweep
+    that would start the whole sweep again in each rank. For the length of `fit`, the command line
+    becomes this job's own overrides and `hydra.run.dir` its output dir.
+    """
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    argv, run_dir = sys.argv, hydra_cfg.run.dir
+    sys.argv = [argv[0], *hydra_cfg.overrides.task]
+    with open_dict(hydra_cfg), read_write(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        with open_dict(hydra_cfg), read_write(hydra_cfg):
+            hydra_cfg.run.dir = run_dir
+
+
 def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     """Train, then validate and test the best checkpoint; write metrics.json; return the optimized metric.
 
@@ -248,10 +280,11 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
         logger.log_hyperparams(flatten(task.run_info["config"]))
 
     start = time.perf_counter()
-    trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
+    with ranks_relaunch_this_job():
+        trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
     if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         if not best:
             log.warning(
                 "No checkpoint was saved (fast_dev_run or checkpointing off): evaluating the final weights."
@@ -261,8 +294,18 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
         metrics |= to_floats(trainer.test(task, datamodule, ckpt_path=best, weights_only=True)[0])
     metrics["wall_time_s"] = time.perf_counter() - start
     if trainer.is_global_zero:
+        log_final_hparams(trainer, flatten(task.run_info["config"]), metrics)
         log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))
     return select_metric(metrics, cfg.get("optimized_metric")), metrics
+
+
+def log_final_hparams(trainer: L.Trainer, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    """TensorBoard's HParams tab: the run's config beside its final val/test metrics (`final/<name>`)."""
+    finals = {f"final/{k}": v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger) and finals:
+            logger.log_hyperparams(params, metrics=finals, step=trainer.global_step)
+            logger.finalize("success")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

@@ -15,11 +15,12 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader
 
 from seqlab.checks import check_choice, check_positive
 from seqlab.data import text
 from seqlab.data.files import download
+from seqlab.data.sharding import MakeBatches, RankBatches, chunks, rank_and_world, shuffled_batches
 from seqlab.data.vocab import Vocabulary
 from seqlab.errors import DataError
 
@@ -76,33 +77,21 @@ def source_files(folder: Path) -> list[Path]:
     return [p for p in (folder / "aclImdb", folder / ARCHIVE) if p.exists()]
 
 
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length, to cut padding: shuffle, sort pools of `pool` batches by length, shuffle batches."""
+def bucket_batches(lengths: Tensor, batch_size: int, pool: int = 50) -> MakeBatches:
+    """Batches of similar length, to cut padding: shuffle, sort pools of `pool` batches by length, shuffle
+    the batches. Without a generator (evaluation): one deterministic pass, longest last."""
 
-    def __init__(self, lengths: Tensor, batch_size: int, shuffle: bool, pool: int = 50) -> None:
-        self.lengths, self.batch_size, self.shuffle, self.pool = lengths, batch_size, shuffle, pool
+    def make(generator: torch.Generator | None) -> list[list[int]]:
+        if generator is None:
+            return chunks(torch.argsort(lengths, stable=True), batch_size)
+        order = torch.randperm(len(lengths), generator=generator)
+        batches: list[list[int]] = []
+        for start in range(0, len(order), batch_size * pool):
+            chunk = order[start : start + batch_size * pool]
+            batches += chunks(chunk[torch.argsort(lengths[chunk], stable=True)], batch_size)
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
-    def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self):
-        if not self.shuffle:  # evaluation: one deterministic pass, longest last
-            order = torch.argsort(self.lengths, stable=True)
-            yield from (
-                order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)
-            )
-            return
-        order = torch.randperm(len(self.lengths))
-        size = self.batch_size * self.pool
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
-            batches += [
-                chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)
-            ]
-        for i in torch.randperm(len(batches)).tolist():
-            yield batches[i]
+    return make
 
 
 class IMDBDataModule(L.LightningDataModule):
@@ -129,6 +118,7 @@ class IMDBDataModule(L.LightningDataModule):
         bucket: bool = True,
         pad_to_max_length: bool = False,
         cache_dir: str | None = None,
+        shuffle_seed: int | None = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
@@ -156,7 +146,7 @@ class IMDBDataModule(L.LightningDataModule):
             "ngrams": ngrams,
         }
         self.padding_side, self.bucket, self.pad_to_max_length = padding_side, bucket, pad_to_max_length
-        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
         self.vocab: Vocabulary | None = None
         self.splits: dict[str, tuple[list[Tensor], Tensor]] = {}
         self.label_names = LABEL_NAMES
@@ -312,13 +302,10 @@ class IMDBDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         rows, labels = self.splits[split]
         if self.bucket:
-            sampler: Sampler = BucketBatchSampler(
-                torch.tensor([len(r) for r in rows]), self.batch_size, shuffle
-            )
+            make = bucket_batches(torch.tensor([len(r) for r in rows]), self.batch_size)
         else:
-            sampler = BatchSampler(
-                RandomSampler(rows) if shuffle else SequentialSampler(rows), self.batch_size, False
-            )
+            make = shuffled_batches(len(rows), self.batch_size)
+        sampler = RankBatches(make, shuffle, self.shuffle_seed, *rank_and_world(self.trainer))
         return DataLoader(
             list(zip(rows, labels, strict=True)),
             batch_sampler=sampler,

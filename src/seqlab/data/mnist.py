@@ -9,10 +9,11 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from seqlab.checks import check_choice, check_positive
 from seqlab.data.files import DataError, ensure_files
+from seqlab.data.sharding import RankBatches, rank_and_world, shuffled_batches
 
 VIEWS = ("rows", "pixels", "permuted_pixels")
 MIRRORS = [
@@ -97,6 +98,7 @@ class MNISTDataModule(L.LightningDataModule):
         train_subset: int | None = None,
         split_seed: int = 0,
         permutation_seed: int = 0,
+        shuffle_seed: int | None = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
@@ -108,7 +110,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.raw_dir = Path(data_dir) / "MNIST" / "raw"
         self.view, self.batch_size, self.val_size = view, batch_size, val_size
         self.train_subset, self.split_seed, self.permutation_seed = train_subset, split_seed, permutation_seed
-        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
         self.train_set = self.val_set = self.test_set = None
 
     @property
@@ -148,10 +150,10 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
         # Index whole batches at once (dataset[list]): per-item collation would cost more than the model.
-        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        batches = shuffled_batches(len(dataset), self.batch_size)
         return DataLoader(
             dataset,
-            sampler=BatchSampler(order, self.batch_size, drop_last=False),
+            sampler=RankBatches(batches, shuffle, self.shuffle_seed, *rank_and_world(self.trainer)),
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from seqlab.checks import check_positive
 from seqlab.data.files import DataError, ensure_files
+from seqlab.data.sharding import rank_and_world
 from seqlab.data.vocab import UNK, Vocabulary
 
 EOS = "<eos>"
@@ -111,7 +112,7 @@ class PTBDataModule(L.LightningDataModule):
             self.ids[split] = ids
 
     def _streams(self, split: str, batch_size: int) -> torch.Tensor:
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        rank, world = rank_and_world(self.trainer)
         streams = batchify(self.ids[split], batch_size * world)
         return streams[rank * batch_size : (rank + 1) * batch_size]
 

@@ -59,7 +59,10 @@ class SequenceClassifier(TaskModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict({"train/loss": self.train_loss.compute(), "train/acc": self.train_acc.compute()})
+        # Metric objects are already reduced across ranks; sync_dist only tells Lightning so (no-op off DDP).
+        self.log_dict(
+            {"train/loss": self.train_loss.compute(), "train/acc": self.train_acc.compute()}, sync_dist=True
+        )
         self.train_loss.reset()
         self.train_acc.reset()
 
@@ -71,7 +74,8 @@ class SequenceClassifier(TaskModule):
         confmat: MulticlassConfusionMatrix,
     ) -> None:
         logits, y = self._logits(batch), batch[1]
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        loss = F.cross_entropy(logits, y)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         probs = logits.softmax(-1)
         metrics.update(probs, y)
         confmat.update(probs, y)

@@ -143,7 +143,7 @@ class LanguageModel(TaskModule):
 
     def on_train_epoch_end(self) -> None:
         loss = self.train_nll.compute()
-        self.log_dict({"train/loss": loss, "train/ppl": loss.exp()})
+        self.log_dict({"train/loss": loss, "train/ppl": loss.exp()}, sync_dist=True)  # already reduced: no-op
         self.train_nll.reset()
         if self.scheduler_interval == "epoch":
             self._step_scheduler()
@@ -166,8 +166,8 @@ class LanguageModel(TaskModule):
 
     def _eval_epoch_end(self, stage: str, metric: MeanNLL) -> None:
         loss = metric.compute()
-        self.log(f"{stage}/loss", loss)
-        self.log(f"{stage}/ppl", loss.exp(), prog_bar=True)
+        self.log(f"{stage}/loss", loss, sync_dist=True)  # MeanNLL is reduced across ranks already
+        self.log(f"{stage}/ppl", loss.exp(), prog_bar=True, sync_dist=True)
         metric.reset()
 
     def on_validation_epoch_start(self) -> None:

@@ -1,0 +1,62 @@
+"""Batches split across DDP ranks by the data modules themselves (the trainer's `use_distributed_sampler` is off).
+
+Every rank draws the same epoch order from `seed + epoch`, cuts it into per-device batches and takes
+every `world`-th one, so global step k covers the same examples as batch k of a single process with
+a `world` times larger batch, and the order never depends on the global random state (an exact resume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import lightning as L
+import torch
+from torch.utils.data import Sampler
+
+MakeBatches = Callable[[torch.Generator | None], list[list[int]]]
+
+
+def rank_and_world(trainer: L.Trainer | None) -> tuple[int, int]:
+    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+
+def chunks(order: torch.Tensor, size: int) -> list[list[int]]:
+    return [order[i : i + size].tolist() for i in range(0, len(order), size)]
+
+
+def shuffled_batches(n: int, batch_size: int) -> MakeBatches:
+    """Plain batches: a seeded permutation (or file order, with no generator) cut into `batch_size` pieces."""
+
+    def make(generator: torch.Generator | None) -> list[list[int]]:
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        return chunks(order, batch_size)
+
+    return make
+
+
+class RankBatches(Sampler[list[int]]):
+    """This rank's batches of an epoch. Training (`shuffle`) drops the last `< world` batches so that every
+    rank takes the same number of steps; evaluation keeps them all (each example is scored exactly once).
+    """
+
+    def __init__(
+        self, make_batches: MakeBatches, shuffle: bool, seed: int | None = 0, rank: int = 0, world: int = 1
+    ) -> None:
+        self.make_batches, self.shuffle = make_batches, shuffle
+        self.seed, self.rank, self.world = seed or 0, rank, world
+        self.epoch = 0
+        self._count = len(make_batches(None))
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at each epoch start
+        self.epoch = epoch
+
+    def _usable(self) -> int:
+        return self._count - self._count % self.world if self.shuffle else self._count
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self._usable(), self.world))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch) if self.shuffle else None
+        batches = self.make_batches(generator)[: self._usable()]
+        yield from batches[self.rank :: self.world]

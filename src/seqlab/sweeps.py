@@ -1,0 +1,255 @@
+"""Sweep results without a notebook: one row per job of a multirun dir, as tables and plots.
+
+`summarize(sweep_dir)` reads each job dir (`metrics.json`, `error.json`, `history.csv`,
+`.hydra/{config,overrides}.yaml`) and writes `summary.csv`, `summary.md`, `curves.png` and one
+`<metric>_vs_<param>.png` per swept numeric parameter. `SweepSummary`, a Hydra callback, records a
+failed job's error and rewrites the summary after every job and at the end of the sweep, so a sweep
+that dies half-way still leaves a table of what finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from seqlab.callbacks.history import read_history
+
+ERROR_FILE = "error.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Concurrent jobs (submitit) rewrite the same summary: each write replaces the file whole."""
+    tmp = path.with_name(f".{path.name}.{id(text)}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def record_failure(output_dir: str | Path, error: BaseException) -> None:
+    """`error.json` in a failed job's dir: the exception's type, message and where it was raised."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    payload = {"type": type(error).__name__, "message": str(error), "where": where}
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / ERROR_FILE, json.dumps(payload, indent=2) + "\n")
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Job dirs (those with a `.hydra/config.yaml`), in job-number order."""
+    dirs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml")]
+    return sorted(dirs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
+
+
+def read_job(job_dir: Path) -> dict[str, Any]:
+    """One job: its overrides, status (done | failed | pruned | incomplete), final metrics, best epoch, error."""
+    cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    metric, mode = cfg.get("optimized_metric"), cfg.get("optimized_mode", "max")
+    history = read_history(job_dir / "history.csv")
+    row: dict[str, Any] = {
+        "job": job_dir.name,
+        "overrides": overrides,
+        "metric": metric,
+        "history": history,
+        "epochs": len(history),
+    }
+    scored = [h for h in history if metric in h and not math.isnan(h[metric])]
+    if scored:
+        pick = max if mode == "max" else min
+        row["best_epoch"] = int(pick(scored, key=lambda h: h[metric])["epoch"])
+    metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
+    if metrics_file.is_file():
+        row["status"] = "done"
+        row["metrics"] = json.loads(metrics_file.read_text())
+    elif error_file.is_file():
+        error = json.loads(error_file.read_text())
+        row["status"] = "pruned" if error["type"] == "TrialPruned" else "failed"
+        row["error"] = f"{error['type']}: {error['message']}"
+    else:
+        row["status"] = "incomplete"
+        row["error"] = (
+            f"no metrics.json and no error recorded: killed, or still running ({len(history)} epochs done)"
+        )
+    return row
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, str]:
+    return dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+
+
+def swept_params(rows: list[dict[str, Any]]) -> list[str]:
+    """Override keys whose value differs between jobs."""
+    values: dict[str, set[str]] = {}
+    for row in rows:
+        for k, v in parse_overrides(row["overrides"]).items():
+            values.setdefault(k, set()).add(v)
+    keys = [
+        k
+        for k, v in values.items()
+        if len(v) > 1 or any(k not in parse_overrides(r["overrides"]) for r in rows)
+    ]
+    return sorted(keys)
+
+
+def as_number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def table_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and flat rows of the summary table."""
+    params = swept_params(rows)
+    metric_names = sorted(
+        {k for r in rows for k in r.get("metrics", {}) if k.startswith(("val/", "test/"))},
+        key=lambda k: (not k.startswith("val/"), k),
+    )
+    columns = [
+        "job",
+        "status",
+        *params,
+        *metric_names,
+        "best_epoch",
+        "epochs",
+        "wall_time_s",
+        "overrides",
+        "error",
+    ]
+    flat = []
+    for r in rows:
+        overrides = parse_overrides(r["overrides"])
+        metrics = r.get("metrics", {})
+        flat.append(
+            {
+                "job": r["job"],
+                "status": r["status"],
+                **{p: overrides.get(p, "") for p in params},
+                **{m: metrics.get(m, "") for m in metric_names},
+                "best_epoch": r.get("best_epoch", ""),
+                "epochs": r["epochs"],
+                "wall_time_s": round(metrics["wall_time_s"], 1) if "wall_time_s" in metrics else "",
+                "overrides": " ".join(r["overrides"]),
+                "error": r.get("error", ""),
+            }
+        )
+    return columns, flat
+
+
+def markdown(columns: list[str], flat: list[dict[str, Any]], title: str) -> str:
+    def cell(value: Any) -> str:
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")[:160]
+
+    shown = [c for c in columns if c != "overrides"]
+    lines = [f"# {title}", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in shown) + " |" for row in flat]
+    failed = sum(row["status"] != "done" for row in flat)
+    lines += [
+        "",
+        f"{len(flat) - failed} of {len(flat)} jobs done"
+        + (f"; {failed} failed or incomplete" if failed else ""),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(rows: list[dict[str, Any]], params: list[str], path: Path) -> None:
+    """train/loss, val/loss and the main metric per epoch, every job on shared axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = next((r["metric"] for r in rows if r["metric"]), "val/loss")
+    panels = list(dict.fromkeys(["train/loss", "val/loss", metric]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), dpi=100, squeeze=False)
+    for ax, name in zip(axes[0], panels, strict=True):
+        for r in rows:
+            points = [(h["epoch"], h[name]) for h in r["history"] if name in h and not math.isnan(h[name])]
+            if points:
+                overrides = parse_overrides(r["overrides"])
+                label = f"{r['job']}: " + " ".join(f"{p}={overrides.get(p, '')}" for p in params)
+                ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=label)
+        ax.set(title=name, xlabel="epoch")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7)
+        fig.subplots_adjust(bottom=0.18 + 0.04 * (len(labels) // 3))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_against(rows: list[dict[str, Any]], param: str, metric: str, path: Path) -> bool:
+    """The final `metric` against a swept numeric parameter (done jobs); False when there is nothing to draw."""
+    points = sorted(
+        (as_number(parse_overrides(r["overrides"]).get(param)), r["metrics"][metric])
+        for r in rows
+        if r["status"] == "done" and metric in r.get("metrics", {})
+    )
+    if not points or any(x is None for x, _ in points):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    ax.plot(*zip(*points, strict=True), marker="o")
+    ax.set(xlabel=param, ylabel=metric, title=f"{metric} vs {param}")
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
+
+
+def summarize(sweep_dir: str | Path, plots: bool = True) -> list[dict[str, Any]]:
+    """Write the sweep's summary files; works on a finished, running or partly failed sweep."""
+    sweep_dir = Path(sweep_dir)
+    rows = [read_job(d) for d in job_dirs(sweep_dir)]
+    columns, flat = table_rows(rows)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns)
+    writer.writeheader()
+    writer.writerows(flat)
+    write_atomic(sweep_dir / "summary.csv", out.getvalue())
+    write_atomic(sweep_dir / "summary.md", markdown(columns, flat, f"Sweep {sweep_dir}"))
+    if plots and rows:
+        params = swept_params(rows)
+        plot_curves(rows, params, sweep_dir / "curves.png")
+        metric = next((r["metric"] for r in rows if r["metric"]), None)
+        for param in params if metric else []:
+            plot_against(rows, param, metric, sweep_dir / f"{slug(metric)}_vs_{slug(param)}.png")
+    return flat
+
+
+class SweepSummary(Callback):
+    """Hydra callback: record a failed job's error; rewrite the sweep summary after each job and at the end."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # A rerun job starts clean: an old failure must not outlive it.
+        Path(config.hydra.runtime.output_dir, ERROR_FILE).unlink(missing_ok=True)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if job_return.status == JobStatus.FAILED:
+            record_failure(config.hydra.runtime.output_dir, job_return._return_value)
+        if config.hydra.mode == RunMode.MULTIRUN:
+            summarize(config.hydra.sweep.dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if Path(str(config.hydra.sweep.dir)).is_dir():
+            summarize(config.hydra.sweep.dir)
