@@ -41,8 +41,9 @@ TASKS = {
 
 def train_cli(overrides: list[str], run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
     """`python -m seqlab.train` in a fresh process (so that it can be SIGKILLed), from the repo root."""
-    args = [f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", "print_config=false"]
-    args += ["trainer.enable_progress_bar=false", *overrides]
+    flags = [a for a in overrides if a.startswith("-")]  # e.g. -m: before the overrides, for argparse
+    args = [*flags, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", "print_config=false"]
+    args += ["trainer.enable_progress_bar=false", *(a for a in overrides if not a.startswith("-"))]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "seqlab.train", *args], capture_output=True, text=True, cwd=REPO, env=env

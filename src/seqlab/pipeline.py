@@ -236,27 +236,34 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
 
 
 @contextlib.contextmanager
-def ranks_relaunch_this_job() -> Iterator[None]:
-    """Inside a multirun, make Lightning's DDP launcher start the other ranks as single runs of this job.
+def distributed_job() -> Iterator[None]:
+    """Run one job's DDP work so that the next job of a sweep, in the same process, starts clean.
 
-    Lightning relaunches ranks with this process's command line plus `hydra.run.dir`: in a sweep
-    that would start the whole sweep again in each rank. For the length of `fit`, the command line
-    becomes this job's own overrides and `hydra.run.dir` its output dir.
+    Inside a multirun, Lightning's DDP launcher would start the other ranks with this process's
+    command line, i.e. the whole sweep again: for the length of the job the command line becomes
+    this job's own overrides and `hydra.run.dir` its output dir. Afterwards the process group is
+    destroyed and the environment variables Lightning set (LOCAL_RANK, MASTER_PORT...) are removed,
+    or the next job would take itself for a child rank of this one.
     """
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        yield
-        return
-    hydra_cfg = HydraConfig.get()
-    argv, run_dir = sys.argv, hydra_cfg.run.dir
-    sys.argv = [argv[0], *hydra_cfg.overrides.task]
-    with open_dict(hydra_cfg), read_write(hydra_cfg):
-        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    environ = dict(os.environ)
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun:
+        hydra_cfg = HydraConfig.get()
+        argv, run_dir = sys.argv, hydra_cfg.run.dir
+        sys.argv = [argv[0], *hydra_cfg.overrides.task]
+        with open_dict(hydra_cfg), read_write(hydra_cfg):
+            hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
     try:
         yield
     finally:
-        sys.argv = argv
-        with open_dict(hydra_cfg), read_write(hydra_cfg):
-            hydra_cfg.run.dir = run_dir
+        if multirun:
+            sys.argv = argv
+            with open_dict(hydra_cfg), read_write(hydra_cfg):
+                hydra_cfg.run.dir = run_dir
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+            os.environ.clear()
+            os.environ.update(environ)
 
 
 def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
@@ -280,22 +287,22 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
         logger.log_hyperparams(flatten(task.run_info["config"]))
 
     start = time.perf_counter()
-    with ranks_relaunch_this_job():
+    with distributed_job():
         trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
-    metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
-    if cfg.get("test", True):
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        if not best:
-            log.warning(
-                "No checkpoint was saved (fast_dev_run or checkpointing off): evaluating the final weights."
-            )
-        best = best or None
-        metrics |= to_floats(trainer.validate(task, datamodule, ckpt_path=best, weights_only=True)[0])
-        metrics |= to_floats(trainer.test(task, datamodule, ckpt_path=best, weights_only=True)[0])
-    metrics["wall_time_s"] = time.perf_counter() - start
-    if trainer.is_global_zero:
-        log_final_hparams(trainer, flatten(task.run_info["config"]), metrics)
-        log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))
+        metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
+        if cfg.get("test", True):
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+            if not best:
+                log.warning(
+                    "No checkpoint was saved (fast_dev_run or checkpointing off): evaluating the final weights."
+                )
+            best = best or None
+            metrics |= to_floats(trainer.validate(task, datamodule, ckpt_path=best, weights_only=True)[0])
+            metrics |= to_floats(trainer.test(task, datamodule, ckpt_path=best, weights_only=True)[0])
+        metrics["wall_time_s"] = time.perf_counter() - start
+        if trainer.is_global_zero:
+            log_final_hparams(trainer, flatten(task.run_info["config"]), metrics)
+            log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))
     return select_metric(metrics, cfg.get("optimized_metric")), metrics
 
 

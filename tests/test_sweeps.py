@@ -1,0 +1,235 @@
+"""Multirun sweeps end to end: summaries, failed jobs, reruns, TensorBoard HParams, Optuna, submitit, DDP."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.test_reliability import REPO, train_cli
+
+TINY_MNIST = ["experiment=mnist_rnn", "data.val_size=40", "data.batch_size=16", "debug=limit"]
+
+
+def sweep_cli(args: list[str], sweep_dir: Path, data_dir: Path):
+    return train_cli(["-m", *args, f"hydra.sweep.dir={sweep_dir}"], sweep_dir / "unused_run_dir", data_dir)
+
+
+def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
+    with open(sweep_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def failed_sweep(tmp_path_factory, data_dir):
+    """Four jobs, two of which fail (an unknown cell) on purpose."""
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    args = [*TINY_MNIST, "model.net.hidden_dim=8,16", "model.net.cell=rnn,lstmm"]
+    return sweep_dir, args, sweep_cli(args, sweep_dir, data_dir)
+
+
+def test_a_sweep_summarizes_itself_and_keeps_going_past_failures(failed_sweep):
+    sweep_dir, _, result = failed_sweep
+    assert result.returncode != 0, "a sweep with failed jobs exits with an error"
+    rows = read_summary(sweep_dir)
+    assert [(r["job"], r["status"]) for r in rows] == [
+        ("0", "done"),
+        ("1", "failed"),
+        ("2", "done"),
+        ("3", "failed"),
+    ]
+    assert {r["model.net.hidden_dim"] for r in rows} == {"8", "16"}
+    for r in rows:
+        if r["status"] == "done":
+            assert (
+                0 <= float(r["val/acc"]) <= 1 and float(r["test/loss"]) > 0 and r["best_epoch"] in ("0", "1")
+            )
+            assert float(r["wall_time_s"]) > 0 and r["epochs"] == "2"
+        else:
+            assert "cell='lstmm' is not supported" in r["error"] and r["val/acc"] == ""
+    table = (sweep_dir / "summary.md").read_text()
+    assert "2 of 4 jobs done; 2 failed or incomplete" in table and "| 1 | failed |" in table
+    assert json.loads((sweep_dir / "1" / "error.json").read_text())["type"] == "ConfigError"
+    assert (sweep_dir / "curves.png").stat().st_size > 10_000
+    assert (sweep_dir / "val_acc_vs_model_net_hidden_dim.png").exists()
+    # Every job logged under the sweep dir, with its config and final metrics for TensorBoard's HParams tab.
+    events = EventAccumulator(str(sweep_dir / "0" / "tensorboard")).Reload()
+    assert "_hparams_/session_start_info" in events.summary_metadata
+    assert {"final/val/acc", "final/test/acc"} <= set(events.Tags()["scalars"])
+
+
+def test_rerunning_a_sweep_skips_finished_jobs_and_retries_the_others(failed_sweep, data_dir):
+    sweep_dir, args, _ = failed_sweep
+    stamps = {n: (sweep_dir / n / "metrics.json").stat().st_mtime_ns for n in ("0", "2")}
+    again = sweep_cli(args, sweep_dir, data_dir)
+    assert (again.stdout + again.stderr).count(
+        "holds a finished run (metrics.json): not training it again"
+    ) == 2
+    assert {n: (sweep_dir / n / "metrics.json").stat().st_mtime_ns for n in ("0", "2")} == stamps
+    assert [r["status"] for r in read_summary(sweep_dir)] == ["done", "failed", "done", "failed"]
+
+
+def test_summarize_cli_rebuilds_the_summary(failed_sweep, tmp_path):
+    import subprocess
+    import sys
+
+    sweep_dir, _, _ = failed_sweep
+    (sweep_dir / "summary.md").unlink()
+    out = subprocess.run(
+        [sys.executable, "-m", "seqlab.summarize", str(sweep_dir)], capture_output=True, text=True, cwd=REPO
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| 0 | done |" in out.stdout and (sweep_dir / "summary.md").exists()
+    empty = subprocess.run(
+        [sys.executable, "-m", "seqlab.summarize", str(tmp_path)], capture_output=True, text=True, cwd=REPO
+    )
+    assert empty.returncode == 2 and "no job dirs" in empty.stderr
+
+
+def test_named_sweep_configs_compose_with_fixed_dirs():
+    from hydra import compose, initialize_config_dir
+
+    from seqlab.config import CONF_DIR
+
+    names = sorted(p.stem for p in Path(CONF_DIR, "sweep").glob("*.yaml"))
+    assert {
+        "imdb_optimizers",
+        "imdb_layers",
+        "imdb_hidden",
+        "imdb_embed",
+        "mnist_cells",
+        "ptb_teacher_forcing",
+    } <= set(names)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        for name in names:
+            cfg = compose("train", overrides=[f"+sweep={name}"], return_hydra_config=True)
+            assert cfg.hydra.sweep.dir.endswith(f"sweeps/{name}") and cfg.hydra.sweeper.params
+        cfg = compose(
+            "train", overrides=["+sweep=imdb_optimizers", "optimizer=adagrad"], return_hydra_config=True
+        )
+        assert cfg.hydra.sweeper.params.optimizer == "sgd,adagrad,rmsprop,adam"
+
+
+def optuna_study(sweep_dir: Path):
+    import optuna
+
+    return optuna.load_study(study_name="search", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+
+
+def test_optuna_search_prunes_and_resumes(tmp_path, data_dir):
+    from optuna.trial import TrialState
+
+    sweep_dir = tmp_path / "search"
+    base = [*TINY_MNIST, "hparams_search=mnist_optuna", "hydra.sweeper.n_startup_trials=1"]
+    # A pruner that stops every trial at its first report: both trials are pruned after epoch 0.
+    pruned = sweep_cli(
+        [
+            *base,
+            "hydra.sweeper.n_trials=2",
+            "~hydra.sweeper.pruner",
+            "+hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:2.0}",
+        ],
+        sweep_dir,
+        data_dir,
+    )
+    assert pruned.returncode == 0, pruned.stderr[-3000:]
+    assert [t.state for t in optuna_study(sweep_dir).trials] == [TrialState.PRUNED] * 2
+    assert [r["status"] for r in read_summary(sweep_dir)] == ["pruned", "pruned"]
+    # The same command with a larger budget resumes the stored study: one more trial, not three.
+    resumed = sweep_cli([*base, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=null"], sweep_dir, data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = optuna_study(sweep_dir).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED, TrialState.COMPLETE]
+    assert 0 <= trials[2].value <= 1 and set(trials[2].params) == {
+        "optimizer.lr",
+        "model.net.hidden_dim",
+        "model.net.num_layers",
+        "model.net.dropout",
+    }
+    results = (sweep_dir / "optimization_results.yaml").read_text()
+    assert "best_trial: 2" in results
+    assert json.loads((sweep_dir / "2" / "metrics.json").read_text())["val/acc"] == pytest.approx(
+        trials[2].value
+    )
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_with_a_killed_and_a_raising_job(tmp_path, data_dir):
+    """Jobs in their own processes: one SIGKILLed, one raising; the others' results and the summary stay."""
+    sweep_dir = tmp_path / "sweep"
+    result = sweep_cli(
+        [
+            *TINY_MNIST,
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=5",
+            "model.net.cell=rnn,lstmm",
+            "+callbacks.kill._target_=tests.helpers.KillAt",
+            "+callbacks.kill.epoch=1,99",
+            "+callbacks.kill.batch=1",
+        ],
+        sweep_dir,
+        data_dir,
+    )
+    assert result.returncode != 0
+    assert (sweep_dir / "summary.md").exists(), "written by the jobs as they ended"
+    rows = {r["job"]: r for r in read_summary(sweep_dir)}
+    # Job order: (rnn, kill at epoch 1), (rnn, 99: never), (lstmm, 1), (lstmm, 99).
+    from seqlab.sweeps import summarize
+
+    rows = {r["job"]: r for r in summarize(sweep_dir)}
+    assert rows["0"]["status"] == "incomplete" and "killed" in rows["0"]["error"]
+    assert rows["1"]["status"] == "done" and float(rows["1"]["val/acc"]) >= 0
+    assert rows["2"]["status"] == rows["3"]["status"] == "failed" and "lstmm" in rows["3"]["error"]
+
+
+def metrics_of(run_dir: Path) -> dict:
+    return {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k != "wall_time_s"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "task,single,per_rank",
+    [
+        (TINY_MNIST[:-1] + ["model.net.dropout=0.0"], ["data.batch_size=16"], ["data.batch_size=8"]),
+        (
+            [
+                "experiment=ptb_lab",
+                "data.seq_len=6",
+                "model.truncated_bptt_steps=3",
+                "model.net.hidden_dim=16",
+            ],
+            ["data.batch_size=4", "data.eval_batch_size=4"],
+            ["data.batch_size=2", "data.eval_batch_size=2"],
+        ),
+    ],
+    ids=["mnist", "ptb"],
+)
+def test_two_process_cpu_ddp_matches_one_process_on_the_same_global_batch(
+    task, single, per_rank, tmp_path, data_dir
+):
+    common = [
+        *task,
+        "debug=limit",
+        "trainer.max_epochs=2",
+        "trainer.limit_val_batches=1.0",
+        "trainer.limit_test_batches=1.0",
+    ]
+    one = train_cli([*common, *single], tmp_path / "one", data_dir)
+    two = train_cli(
+        [*common, *per_rank, "trainer=ddp_cpu", "trainer.max_epochs=2"], tmp_path / "two", data_dir
+    )
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    # Same examples per global step, gradients averaged over ranks, metrics reduced across ranks:
+    # equal up to float summation order (stated tolerance: 1e-4 relative).
+    assert metrics_of(tmp_path / "two") == pytest.approx(metrics_of(tmp_path / "one"), rel=1e-4, abs=1e-5)
+    assert not list((tmp_path / "two").glob("**/rank_1*")), "one run dir, written by rank 0"
+
+
+@pytest.mark.slow
+def test_a_ddp_job_inside_a_multirun_sweep(tmp_path, data_dir):
+    sweep_dir = tmp_path / "sweep"
+    result = sweep_cli([*TINY_MNIST, "trainer=ddp_cpu", "model.net.hidden_dim=8,16"], sweep_dir, data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["status"] for r in read_summary(sweep_dir)] == ["done", "done"]
+    assert not (sweep_dir / "2").exists(), "the ranks did not start the sweep again"
