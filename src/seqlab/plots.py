@@ -41,3 +41,27 @@ def confusion_matrix_figure(matrix: Tensor, labels: Sequence[str] | None = None)
             )
     fig.tight_layout()
     return fig
+
+
+def adversarial_grid(rows: Sequence[tuple[Tensor, Tensor, str, str]]):
+    """One row per attack: original image, adversarial image, and their difference, titled with the classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 3, figsize=(6, 2.1 * len(rows)), dpi=100, squeeze=False)
+    for ax_row, (original, adversarial, left, right) in zip(axes, rows, strict=True):
+        diff = (adversarial - original).cpu().numpy()
+        bound = max(abs(diff).max(), 1e-6)
+        panels = (
+            (original.cpu().numpy(), "gray", 0, 1, left),
+            (adversarial.cpu().numpy(), "gray", 0, 1, right),
+            (diff, "seismic", -bound, bound, "perturbation"),
+        )
+        for ax, (image, cmap, lo, hi, title) in zip(ax_row, panels, strict=True):
+            ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -75,11 +75,23 @@ def load_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
 
 def to_sequences(images: np.ndarray, view: str, permutation: torch.Tensor | None) -> torch.Tensor:
     """uint8 (N, 28, 28) -> normalised float sequences (N, T, F) for the chosen view."""
-    x = (torch.from_numpy(images.copy()).float().div_(255.0) - MEAN) / STD
+    return pixels_to_inputs(torch.from_numpy(images.copy()).float().div_(255.0), view, permutation)
+
+
+def pixels_to_inputs(pixels: torch.Tensor, view: str, permutation: torch.Tensor | None) -> torch.Tensor:
+    """Images (N, 28, 28) in [0, 1] -> what the model reads: normalised sequences in the view's order."""
+    x = (pixels - MEAN) / STD
     if view == "rows":
         return x.contiguous()
     x = x.reshape(len(x), 784, 1)
     return x[:, permutation].contiguous() if view == "permuted_pixels" else x
+
+
+def inputs_to_pixels(x: torch.Tensor, view: str, permutation: torch.Tensor | None) -> torch.Tensor:
+    """The inverse of `pixels_to_inputs`: model inputs -> images (N, 28, 28) in pixel units."""
+    if view == "permuted_pixels":
+        x = x[:, torch.argsort(permutation)]
+    return (x.reshape(len(x), 28, 28) * STD + MEAN).contiguous()
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -123,6 +135,14 @@ class MNISTDataModule(L.LightningDataModule):
         if self.view != "permuted_pixels":
             return None
         return torch.randperm(784, generator=torch.Generator().manual_seed(self.permutation_seed))
+
+    def inputs(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Images (N, 28, 28) in [0, 1] -> model inputs for this module's view."""
+        return pixels_to_inputs(pixels, self.view, self.permutation)
+
+    def pixels(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Model inputs -> images (N, 28, 28) in [0, 1]."""
+        return inputs_to_pixels(inputs, self.view, self.permutation)
 
     def prepare_data(self) -> None:
         ensure_files(self.raw_dir, FILES, MIRRORS, "MNIST", alternatives=(".gz",))

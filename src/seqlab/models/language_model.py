@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.checks import check_choice, check_positive
-from seqlab.models.recurrent import RecurrentEncoder, State
+from seqlab.models.encoder import build_encoder
+from seqlab.models.recurrent import State
 
 STRATEGIES = ("multinomial", "greedy", "top_k")
 
@@ -16,7 +17,8 @@ class RNNLanguageModel(nn.Module):
 
     Dropout sits on the non-recurrent connections only, as in Zaremba et al. `tie_weights` shares the
     embedding and decoder matrices (needs embed_dim == hidden_dim); `init_range` draws every weight from
-    U(-init_range, init_range) as Zaremba did.
+    U(-init_range, init_range) as Zaremba did. With `cell: transformer` the encoder is causal and its
+    state is a memory of the last `context` embedded tokens (`num_heads`, `positions` as in the encoder).
     """
 
     def __init__(
@@ -29,6 +31,9 @@ class RNNLanguageModel(nn.Module):
         dropout: float = 0.0,
         tie_weights: bool = False,
         init_range: float | None = None,
+        num_heads: int = 4,
+        positions: str = "sinusoidal",
+        context: int | None = 128,
     ) -> None:
         super().__init__()
         check_positive(vocab_size=vocab_size, embed_dim=embed_dim)
@@ -36,7 +41,9 @@ class RNNLanguageModel(nn.Module):
             raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got {embed_dim} and {hidden_dim}")
         self.drop = nn.Dropout(dropout)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
-        self.encoder = RecurrentEncoder(embed_dim, hidden_dim, num_layers, cell, dropout)
+        self.encoder = build_encoder(
+            embed_dim, hidden_dim, num_layers, cell, dropout, False, True, num_heads, positions, True, context
+        )
         self.decoder = nn.Linear(hidden_dim, vocab_size)
         if tie_weights:
             self.decoder.weight = self.embedding.weight

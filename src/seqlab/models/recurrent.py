@@ -9,7 +9,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqlab.checks import check_choice, check_dropout, check_positive
 
 CELLS = ("rnn", "lstm", "gru", "own_rnn")
-POOLINGS = ("last", "mean", "max")
 State = Tensor | tuple[Tensor, Tensor]
 
 
@@ -162,77 +161,6 @@ class RecurrentEncoder(nn.Module):
         h = state[0] if isinstance(state, tuple) else state
         return torch.cat(list(h[-self.num_directions :]), dim=-1)
 
-
-class SequenceClassifierNet(nn.Module):
-    """(optional embedding) -> recurrent encoder -> pooling -> linear head.
-
-    Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`).
-    Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`.
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        input_dim: int | None = None,
-        vocab_size: int | None = None,
-        embed_dim: int | None = None,
-        pad_id: int = 0,
-        cell: str = "lstm",
-        hidden_dim: int = 128,
-        num_layers: int = 1,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        pooling: str = "last",
-        pack: bool = True,
-    ) -> None:
-        super().__init__()
-        check_choice("pooling", pooling, POOLINGS)
-        check_positive(num_classes=num_classes)
-        if vocab_size is not None:
-            check_positive(vocab_size=vocab_size, embed_dim=embed_dim)
-            self.embedding: nn.Module | None = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-            input_dim = embed_dim
-        elif input_dim is None:
-            raise ValueError(
-                "give either input_dim (feature sequences) or vocab_size and embed_dim (token ids)"
-            )
-        else:
-            self.embedding = None
-        self.pooling = pooling
-        self.encoder = RecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack)
-        self.head = nn.Linear(self.encoder.output_dim, num_classes)
-
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        if self.embedding is not None:
-            x = self.embedding(x)
-        out, state = self.encoder(x, mask)
-        if self.pooling == "last":
-            pooled = self.encoder.last_hidden(state)
-        elif mask is None:
-            pooled = out.mean(1) if self.pooling == "mean" else out.amax(1)
-        elif self.pooling == "mean":
-            pooled = (out * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        else:
-            pooled = out.masked_fill(~mask[..., None], float("-inf")).amax(1).nan_to_num(neginf=0.0)
-        return self.head(pooled)
-
-
-class BagOfEmbeddings(nn.Module):
-    """The mean of a text's word embeddings -> linear head: a fast, strong baseline.
-
-    The ids are one-hot word indices over the vocabulary, with `<unk>` the extra category for unknown
-    words; padding (`pad_id`) is left out of the mean.
-    """
-
-    def __init__(
-        self, vocab_size: int, num_classes: int, embed_dim: int = 64, pad_id: int = 0, dropout: float = 0.0
-    ) -> None:
-        super().__init__()
-        check_positive(vocab_size=vocab_size, num_classes=num_classes, embed_dim=embed_dim)
-        check_dropout(dropout)
-        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="mean", padding_idx=pad_id)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(embed_dim, num_classes)
-
-    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        return self.head(self.drop(self.embedding(ids)))
+    def pool_last(self, out: Tensor, state: State, mask: Tensor | None) -> Tensor:
+        """What `last` pooling reads: the final hidden state (at each row's true end)."""
+        return self.last_hidden(state)
