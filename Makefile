@@ -43,8 +43,11 @@ format: dev
 	$(VENV)/bin/ruff format src tests scripts
 	$(VENV)/bin/ruff check --fix src tests scripts
 
+## Every scripts/bench_*.py, then bench/results.json and bench/results.md (BENCH_ARGS="..." passes options).
 bench: install
-	for s in scripts/bench_*.py; do $(PY) $$s || exit 1; done
+	mkdir -p bench
+	for s in scripts/bench_*.py; do $(PY) $$s --json bench/$$(basename $$s .py).json $(BENCH_ARGS) || exit 1; done
+	$(PY) scripts/report_bench.py bench
 
 clean:
 	rm -rf outputs multirun bench .pytest_cache .ruff_cache

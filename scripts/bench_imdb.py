@@ -18,12 +18,17 @@ from pathlib import Path
 
 import torch
 from benchlib import (
+    Figures,
     add_common_args,
     bench_cfg,
     header,
     lightning_fit,
+    lightning_validate,
+    paired_ratio,
+    plain_classifier_eval,
     plain_classifier_loop,
     prepared_datamodule,
+    startup_time,
 )
 
 from seqlab import pipeline
@@ -81,38 +86,70 @@ def main() -> None:
 
         def plain_run() -> None:
             cfg, _, batches, _, net = runs["bucketed + packed"]
-            times["plain loop, bucketed + packed"].append(
-                plain_classifier_loop(copy.deepcopy(net), batches, cfg)
-            )
+            trained = copy.deepcopy(net)
+            times["plain loop, bucketed + packed"].append(plain_classifier_loop(trained, batches, cfg))
+            plain_e.append(plain_classifier_eval(trained, val))
+
+        cfg, datamodule, _, _, _ = runs["bucketed + packed"]
+        val = [b for _, b in zip(range(args.batches), datamodule.val_dataloader(), strict=False)]
+        val_samples = sum(len(b[1]) for b in val)
+        plain_e, light_e = [], []
 
         def seqlab_runs() -> None:
             for name, (cfg, datamodule, batches, init, _) in runs.items():
-                times[name].append(lightning_fit(cfg, datamodule, init, batches)[0])
+                seconds, task = lightning_fit(cfg, datamodule, init, batches)
+                times[name].append(seconds)
+                if name == "bucketed + packed":
+                    light_e.append(lightning_validate(cfg, task, val))
 
         for repeat in range(args.repeats):  # alternate, and swap who goes first, so noise hits both alike
             for run in (plain_run, seqlab_runs) if repeat % 2 == 0 else (seqlab_runs, plain_run):
                 run()
     print(header(f"IMDB {args.experiment}: {args.batches} batches"))
-    print(f"read 25,000 training reviews       : {timings['read_s']:.2f} s")
-    print(
-        f"tokenize + build vocabulary        : {timings['vocab_s']:.2f} s  ({timings['vocab_size']} words; "
-        f"read + vocab {timings['read_s'] + timings['vocab_s']:.2f} s, goal < 5 s)"
+    figures = Figures("imdb")
+    figures.add("read 25,000 training reviews", timings["read_s"], "s")
+    figures.add(
+        f"tokenize + vocabulary ({timings['vocab_size']} words)",
+        timings["vocab_s"],
+        "s",
+        goal=f"read + vocab {timings['read_s'] + timings['vocab_s']:.2f} s, goal < 5 s",
     )
-    print(f"encode 25,000 reviews to ids       : {timings['encode_s']:.2f} s")
-    print(f"load the encoded cache             : {timings['cache_load_s']:.2f} s  (goal < 1 s)")
+    figures.add("encode 25,000 reviews to ids", timings["encode_s"], "s")
+    figures.add("load the encoded cache", timings["cache_load_s"], "s", goal="goal < 1 s")
     samples = {name: sum(len(b[1]) for b in run[2]) for name, run in runs.items()}
     samples["plain loop, bucketed + packed"] = samples["bucketed + packed"]
     rate = {name: samples[name] / min(t) for name, t in times.items()}
-    for name, value in rate.items():
-        print(f"train, {name:<28}: {value:8.1f} samples/s")
-    print(
-        f"bucketing + packing speed-up       : {rate['bucketed + packed'] / rate['fixed-length padding']:.2f}x "
-        "(goal >= 2x)"
+    plain = "plain loop, bucketed + packed"
+    goal = "goal >= 0.95 (median of paired repeats)"
+    figures.add(
+        "train throughput (bucketed + packed)",
+        rate["bucketed + packed"],
+        "samples/s",
+        rate[plain],
+        paired_ratio(times[plain], times["bucketed + packed"]),
+        goal,
     )
-    print(
-        f"ratio seqlab/plain (bucketed)      : {rate['bucketed + packed'] / rate['plain loop, bucketed + packed']:.3f}"
-        " (goal >= 0.95)"
+    figures.add(
+        "eval throughput (bucketed + packed)",
+        val_samples / min(light_e),
+        "samples/s",
+        val_samples / min(plain_e),
+        paired_ratio(plain_e, light_e),
+        goal,
     )
+    figures.add(
+        "bucketing speed-up over fixed-length padding",
+        rate["bucketed + packed"] / rate["fixed-length padding"],
+        "x",
+        goal="goal >= 2x",
+    )
+    figures.add(
+        "start-up to exit, debug=fdr",
+        startup_time(args.experiment, args.data_dir, *args.overrides),
+        "s",
+        goal="goal < 15 s",
+    )
+    figures.write(args.json, experiment=args.experiment, batches=args.batches)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,14 @@ import tempfile
 
 import torch
 from benchlib import (
+    Figures,
     add_common_args,
     bench_cfg,
     header,
     lightning_fit,
+    lightning_validate,
     paired_ratio,
+    plain_classifier_eval,
     plain_classifier_loop,
     prepared_datamodule,
     startup_time,
@@ -41,34 +44,59 @@ def main() -> None:
         )  # enough batches
         datamodule = prepared_datamodule(cfg)
         batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
-        samples = sum(len(b[1]) for b in batches)
+        val = list(datamodule.val_dataloader())
+        samples, val_samples = sum(len(b[1]) for b in batches), sum(len(b[1]) for b in val)
         torch.manual_seed(0)
         from seqlab import pipeline
 
         template = pipeline.build_task(cfg, datamodule).net
         init_state = copy.deepcopy(template.state_dict())
         plain_classifier_loop(copy.deepcopy(template), batches[:10], cfg)  # warm-up
-        plain_t, light_t = [], []
+        plain_t, light_t, plain_e, light_e = [], [], [], []
+
+        def seqlab_run() -> None:
+            seconds, task = lightning_fit(cfg, datamodule, init_state, batches)
+            light_t.append(seconds)
+            light_e.append(lightning_validate(cfg, task, val))
+
+        def plain_run() -> None:
+            net = copy.deepcopy(template)
+            plain_t.append(plain_classifier_loop(net, batches, cfg))
+            plain_e.append(plain_classifier_eval(net, val))
+
         for repeat in range(args.repeats):  # alternate, and swap who goes first, so noise hits both alike
-            runs = [
-                lambda: plain_t.append(plain_classifier_loop(copy.deepcopy(template), batches, cfg)),
-                lambda: light_t.append(lightning_fit(cfg, datamodule, init_state, batches)[0]),
-            ]
-            for run in runs if repeat % 2 == 0 else runs[::-1]:
+            for run in (plain_run, seqlab_run) if repeat % 2 == 0 else (seqlab_run, plain_run):
                 run()
-    plain, light = samples / min(plain_t), samples / min(light_t)
     print(
         header(
             f"MNIST {args.experiment}: {len(batches)} batches x {cfg.data.batch_size}, view={cfg.data.view}"
         )
     )
-    print(f"plain PyTorch loop : {plain:10.1f} samples/s  (best of {args.repeats}: {min(plain_t):.2f} s)")
-    print(f"seqlab (Lightning) : {light:10.1f} samples/s  (best of {args.repeats}: {min(light_t):.2f} s)")
-    print(
-        f"ratio seqlab/plain : {paired_ratio(plain_t, light_t):10.3f}  (median of paired repeats; goal >= 0.95)"
+    figures = Figures("mnist")
+    goal = "goal >= 0.95 (median of paired repeats)"
+    figures.add(
+        "train throughput",
+        samples / min(light_t),
+        "samples/s",
+        samples / min(plain_t),
+        paired_ratio(plain_t, light_t),
+        goal,
     )
-    t = startup_time("mnist_lstm", args.data_dir, *args.overrides)
-    print(f"start-up to exit, seqlab.train experiment=mnist_lstm debug=fdr: {t:.1f} s (goal < 15 s)")
+    figures.add(
+        "eval throughput",
+        val_samples / min(light_e),
+        "samples/s",
+        val_samples / min(plain_e),
+        paired_ratio(plain_e, light_e),
+        goal,
+    )
+    figures.add(
+        "start-up to exit, debug=fdr",
+        startup_time("mnist_lstm", args.data_dir, *args.overrides),
+        "s",
+        goal="goal < 15 s",
+    )
+    figures.write(args.json, experiment=args.experiment, batches=len(batches))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 from benchlib import (
+    Figures,
     add_common_args,
     bench_cfg,
     header,
@@ -27,6 +28,7 @@ from benchlib import (
     paired_ratio,
     peak_rss_mb,
     prepared_datamodule,
+    startup_time,
 )
 
 from seqlab import pipeline
@@ -101,7 +103,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         cfg = bench_cfg(args.experiment, args.data_dir, out, *args.overrides)
+        start = time.perf_counter()
         datamodule = prepared_datamodule(cfg)
+        load_s = time.perf_counter() - start
         batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
         val = list(datamodule.val_dataloader())
         tokens, val_tokens = sum(y.numel() for _, y in batches), sum(y.numel() for _, y in val)
@@ -133,15 +137,25 @@ def main() -> None:
     print(
         header(f"PTB {args.experiment}: {len(batches)} windows of {cfg.data.batch_size} x {cfg.data.seq_len}")
     )
-    plain, light = tokens / min(plain_t), tokens / min(light_t)
-    print(f"train, plain PyTorch loop : {plain:10.0f} tokens/s")
-    print(f"train, seqlab (Lightning) : {light:10.0f} tokens/s")
-    print(
-        f"train ratio seqlab/plain  : {paired_ratio(plain_t, light_t):10.3f}  (median of paired repeats; goal >= 0.95)"
+    figures = Figures("ptb")
+    goal = "goal >= 0.95 (median of paired repeats)"
+    figures.add(
+        "train throughput",
+        tokens / min(light_t),
+        "tokens/s",
+        tokens / min(plain_t),
+        paired_ratio(plain_t, light_t),
+        goal,
     )
-    pe, le = val_tokens / min(plain_e), val_tokens / min(light_e)
-    print(f"eval,  plain PyTorch loop : {pe:10.0f} tokens/s  (whole valid stream)")
-    print(f"eval,  seqlab (Lightning) : {le:10.0f} tokens/s  (ratio {paired_ratio(plain_e, light_e):.3f})")
+    figures.add(
+        "eval throughput (whole valid stream)",
+        val_tokens / min(light_e),
+        "tokens/s",
+        val_tokens / min(plain_e),
+        paired_ratio(plain_e, light_e),
+        goal,
+    )
+    figures.add("load + vocabulary + batchify", load_s, "s")
     for tbptt in ("35", "null"):
         probe = subprocess.run(
             [sys.executable, __file__, "--data-dir", args.data_dir, "--memory-probe", tbptt, "350", "3"],
@@ -150,11 +164,16 @@ def main() -> None:
             text=True,
         )
         result = json.loads(probe.stdout.strip().splitlines()[-1])
-        cuda = f", CUDA peak {result['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in result else ""
-        print(
-            f"memory, 350-step window, truncated_bptt_steps={tbptt:>4}: peak RSS {result['peak_rss_mb']:.0f} MB "
-            f"(+{result['rss_growth_mb']:.0f} MB while training){cuda}"
-        )
+        figures.add(f"peak RSS, 350-step window, tbptt={tbptt}", result["peak_rss_mb"], "MB")
+        if "cuda_peak_mb" in result:
+            figures.add(f"peak CUDA memory, 350-step window, tbptt={tbptt}", result["cuda_peak_mb"], "MB")
+    figures.add(
+        "start-up to exit, debug=fdr",
+        startup_time(args.experiment, args.data_dir, *args.overrides),
+        "s",
+        goal="goal < 15 s",
+    )
+    figures.write(args.json, experiment=args.experiment, windows=len(batches))
 
 
 if __name__ == "__main__":

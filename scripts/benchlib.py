@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -66,6 +67,9 @@ def lightning_fit(cfg: DictConfig, datamodule, init_state: dict, batches: list) 
 def add_common_args(parser) -> None:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument(
+        "--json", type=Path, help="also write the figures to this file (make bench collects them)"
+    )
+    parser.add_argument(
         "overrides", nargs="*", help="Hydra overrides for the benchmarked config, e.g. data.val_size=40"
     )
 
@@ -91,6 +95,46 @@ def startup_time(experiment: str, data_dir: str, *overrides: str) -> float:
         return time.perf_counter() - start
 
 
+class Figures:
+    """Rows of one benchmark (`task, measure, seqlab, plain, ratio, unit, goal`), printed and written as JSON."""
+
+    def __init__(self, task: str) -> None:
+        self.task, self.rows = task, []
+
+    def add(
+        self,
+        measure: str,
+        seqlab: float,
+        unit: str,
+        plain: float | None = None,
+        ratio: float | None = None,
+        goal: str = "",
+    ) -> None:
+        if ratio is None and plain:
+            ratio = seqlab / plain
+        row = {"task": self.task, "measure": measure, "seqlab": seqlab, "plain": plain, "ratio": ratio}
+        self.rows.append(row | {"unit": unit, "goal": goal})
+        both = f"  plain {plain:,.1f}  ratio {ratio:.3f}" if plain is not None else ""
+        print(f"{measure:<40} {seqlab:12,.2f} {unit}{both}  {goal}")
+
+    def write(self, path: Path | None, **extra: object) -> None:
+        cuda = (
+            {"cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20} if torch.cuda.is_available() else {}
+        )
+        self.add("peak RSS of this benchmark process", peak_rss_mb(), "MB")
+        if cuda:
+            self.add("peak CUDA memory allocated", cuda["cuda_peak_mb"], "MB")
+        if path is not None:
+            payload = {
+                "task": self.task,
+                "device": device_name(),
+                "torch": torch.__version__,
+                "rows": self.rows,
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(payload | extra, indent=2) + "\n")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -108,6 +152,27 @@ def paired_ratio(plain_times: list[float], seqlab_times: list[float]) -> float:
     ratios = sorted(p / s for p, s in zip(plain_times, seqlab_times, strict=True))
     mid = len(ratios) // 2
     return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
+
+@torch.no_grad()
+def plain_classifier_eval(net: torch.nn.Module, batches: list) -> float:
+    """Seconds for a plain evaluation pass: logits and loss per batch."""
+    import torch.nn.functional as F
+
+    net.eval()
+    start = time.perf_counter()
+    for batch in batches:
+        F.cross_entropy(net(batch[0], batch[2] if len(batch) > 2 else None), batch[1])
+    return time.perf_counter() - start
+
+
+def lightning_validate(cfg: DictConfig, task, batches: list) -> float:
+    """Seconds for the seqlab path to evaluate `batches` (loss, accuracy, F1, AUROC, confusion matrix)."""
+    trainer = pipeline.build_trainer(cfg, task, [], [])
+    trainer.limit_val_batches = 1.0
+    start = time.perf_counter()
+    trainer.validate(task, dataloaders=DataLoader(batches, batch_size=None, shuffle=False), verbose=False)
+    return time.perf_counter() - start
 
 
 def plain_classifier_loop(net: torch.nn.Module, batches: list, cfg: DictConfig) -> float:

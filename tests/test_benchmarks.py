@@ -1,5 +1,6 @@
-"""The benchmark scripts run end to end on tiny data and print their figures (timings are not judged here)."""
+"""The benchmark suite runs end to end on tiny data and collects its figures (timings are not judged here)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,27 +8,45 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+TINY = {
+    "bench_mnist.py": ["--batches", "3", "--repeats", "1", "data.val_size=40"],
+    "bench_ptb.py": ["--batches", "2", "--repeats", "1"],
+    "bench_imdb.py": ["--batches", "2", "--repeats", "1", "data.val_size=40", "data.min_freq=1"],
+    "bench_scaling.py": [
+        "--batch-sizes", "2", "4", "--hidden", "8", "16", "--windows", "1",
+        "data.seq_len=5", "model.truncated_bptt_steps=5",
+    ],
+}  # fmt: skip
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "script,args,expected",
-    [
-        ("bench_mnist.py", ["--batches", "3", "--repeats", "1", "data.val_size=40"], "ratio seqlab/plain"),
-        ("bench_ptb.py", ["--batches", "2", "--repeats", "1"], "truncated_bptt_steps=null"),
-        (
-            "bench_imdb.py",
-            ["--batches", "2", "--repeats", "1", "data.val_size=40", "data.min_freq=1"],
-            "speed-up",
-        ),
-    ],
-)
-def test_benchmark_script_runs(data_dir, script, args, expected):
-    done = subprocess.run(
-        [sys.executable, str(SCRIPTS / script), "--data-dir", str(data_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
+def test_every_benchmark_runs_and_the_report_collects_them(data_dir, tmp_path):
+    assert sorted(TINY) == sorted(p.name for p in SCRIPTS.glob("bench_*.py")), (
+        "a tiny setting for each script"
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert expected in done.stdout
+    for script, args in TINY.items():
+        done = run(
+            str(SCRIPTS / script),
+            "--data-dir",
+            str(data_dir),
+            "--json",
+            str(tmp_path / f"{script[:-3]}.json"),
+            *args,
+        )
+        assert done.returncode == 0, f"{script}: {done.stderr[-3000:]}"
+    report = run(str(SCRIPTS / "report_bench.py"), str(tmp_path))
+    assert report.returncode == 0, report.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = {(r["task"], r["measure"]) for part in results["benchmarks"] for r in part["rows"]}
+    for task in ("mnist", "ptb", "imdb"):
+        assert {(task, "train throughput"), (task, "start-up to exit, debug=fdr")} <= rows | {
+            (task, m.split(" (")[0]) for t, m in rows if t == task
+        }
+        assert any(t == task and m.startswith("eval throughput") for t, m in rows)
+    assert ("ptb_scaling", "train, hidden 16, batch 4") in rows
+    table = (tmp_path / "results.md").read_text()
+    assert "| mnist | train throughput |" in table and "GPU rows not measured" in table

@@ -67,7 +67,10 @@ def test_masked_pooling_ignores_padding():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"cell": "transformerz"}, "cell='transformerz' is not supported; allowed: rnn, lstm, gru, own_rnn, transformer"),
+        (
+            {"cell": "transformerz"},
+            "cell='transformerz' is not supported; allowed: rnn, lstm, gru, own_rnn, transformer",
+        ),
         ({"hidden_dim": 0}, "hidden_dim=0 must be a positive integer"),
         ({"num_layers": -1}, "num_layers=-1 must be a positive integer"),
         ({"dropout": 1.0}, "dropout=1.0 must lie in [0, 1)"),

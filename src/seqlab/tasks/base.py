@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,13 +30,34 @@ class TaskModule(L.LightningModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
+        compile: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
         self.net = net
+        self.compile_net, self.compile_backend = compile, compile_backend  # (nn.Module.compile is a method)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.run_info: dict[str, Any] = {}
+
+    def configure_model(self) -> None:
+        """`compile=true`: torch.compile the net in place (its parameter names, so checkpoints, unchanged).
+
+        A part that cannot be compiled (e.g. packed sequences on some versions) runs eagerly, with
+        dynamo's warning, instead of failing the run.
+        """
+        if not self.compile_net or getattr(self.net, "_compiled_call_impl", None) is not None:
+            return
+        try:
+            import torch._dynamo
+
+            torch._dynamo.config.suppress_errors = True
+            self.net.compile(backend=self.compile_backend, dynamic=True)
+        except Exception as err:  # no compiler toolchain, unsupported platform...
+            warnings.warn(
+                f"model.compile=true: torch.compile unavailable ({err}); running eagerly", stacklevel=2
+            )
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

@@ -30,8 +30,10 @@ class SequenceClassifier(TaskModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
+        compile: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_interval)
+        super().__init__(net, optimizer, scheduler, scheduler_interval, compile, compile_backend)
         n = net.head.out_features
         self.train_acc, self.train_loss = MulticlassAccuracy(n, average="micro"), MeanMetric()
         metrics = MetricCollection(

@@ -52,11 +52,13 @@ class LanguageModel(TaskModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
+        compile: bool = False,
+        compile_backend: str = "inductor",
         truncated_bptt_steps: int | None = 35,
         loss_scale: str = "token_mean",
         teacher_forcing_ratio: float = 1.0,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_interval)
+        super().__init__(net, optimizer, scheduler, scheduler_interval, compile, compile_backend)
         if truncated_bptt_steps is not None and (
             isinstance(truncated_bptt_steps, bool)
             or not isinstance(truncated_bptt_steps, int)
