@@ -67,13 +67,17 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out:
-        fixed = ("data.bucket=false", "data.pad_to_max_length=true", "model.net.pack=false")
+        fixed = ("data.bucket=false", "data.pad_to_max_length=true")
         setups = {
             "bucketed + packed": bench_cfg(
                 args.experiment, args.data_dir, out, "data.bucket=true", *args.overrides
             ),
             "fixed-length padding": bench_cfg(args.experiment, args.data_dir, out, *fixed, *args.overrides),
         }
+        if setups["fixed-length padding"].data.max_length is None:  # fixed length needs one: the default's 400
+            setups["fixed-length padding"].data.max_length = 400
+        if "pack" in setups["fixed-length padding"].model.net:  # recurrent encoders: run over the padding too
+            setups["fixed-length padding"].model.net.pack = False
         timings = pipeline_timings(setups["bucketed + packed"])
         runs = {}
         for name, cfg in setups.items():
@@ -88,7 +92,7 @@ def main() -> None:
             cfg, _, batches, _, net = runs["bucketed + packed"]
             trained = copy.deepcopy(net)
             times["plain loop, bucketed + packed"].append(plain_classifier_loop(trained, batches, cfg))
-            plain_e.append(plain_classifier_eval(trained, val))
+            plain_e.append(plain_classifier_eval(trained, val, cfg))
 
         cfg, datamodule, _, _, _ = runs["bucketed + packed"]
         val = [b for _, b in zip(range(args.batches), datamodule.val_dataloader(), strict=False)]

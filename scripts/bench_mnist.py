@@ -62,7 +62,7 @@ def main() -> None:
         def plain_run() -> None:
             net = copy.deepcopy(template)
             plain_t.append(plain_classifier_loop(net, batches, cfg))
-            plain_e.append(plain_classifier_eval(net, val))
+            plain_e.append(plain_classifier_eval(net, val, cfg))
 
         for repeat in range(args.repeats):  # alternate, and swap who goes first, so noise hits both alike
             for run in (plain_run, seqlab_run) if repeat % 2 == 0 else (seqlab_run, plain_run):

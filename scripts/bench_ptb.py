@@ -27,21 +27,25 @@ from benchlib import (
     lightning_fit,
     paired_ratio,
     peak_rss_mb,
+    plain_device,
     prepared_datamodule,
     startup_time,
+    synchronize,
+    to_device,
 )
 
 from seqlab import pipeline
 from seqlab.models.language_model import detach_state
 
 
-def plain_tbptt(net, batches, lr: float, clip: float, k: int, per_batch: bool) -> float:
+def plain_tbptt(net, batches, lr: float, clip: float, k: int, per_batch: bool, device: torch.device) -> float:
     """The pytorch/examples loop: carry the state, detach it per chunk, SGD with clipping."""
+    net.to(device).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    net.train()
     state = None
     start = time.perf_counter()
-    for x, y in batches:
+    for batch in batches:
+        x, y = to_device(batch, device)
         for s in range(0, x.size(1), k):
             inputs, targets = x[:, s : s + k], y[:, s : s + k]
             state = detach_state(state)
@@ -52,16 +56,19 @@ def plain_tbptt(net, batches, lr: float, clip: float, k: int, per_batch: bool) -
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
             optimizer.step()
+    synchronize()
     return time.perf_counter() - start
 
 
 @torch.no_grad()
-def plain_eval(net, batches) -> float:
-    net.eval()
+def plain_eval(net, batches, device: torch.device) -> float:
+    net.to(device).eval()
     state, start = None, time.perf_counter()
-    for x, y in batches:
+    for batch in batches:
+        x, y = to_device(batch, device)
         logits, state = net(x, state)
         F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
+    synchronize()
     return time.perf_counter() - start
 
 
@@ -113,7 +120,14 @@ def main() -> None:
         template = pipeline.build_task(cfg, datamodule).net
         init_state = copy.deepcopy(template.state_dict())
         k = cfg.model.truncated_bptt_steps or cfg.data.seq_len
-        loop_args = (cfg.optimizer.lr, cfg.trainer.gradient_clip_val, k, cfg.model.loss_scale != "token_mean")
+        device = plain_device(cfg)
+        loop_args = (
+            cfg.optimizer.lr,
+            cfg.trainer.gradient_clip_val,
+            k,
+            cfg.model.loss_scale != "token_mean",
+            device,
+        )
         plain_tbptt(copy.deepcopy(template), batches[:10], *loop_args)  # warm-up
         plain_t, light_t, plain_e, light_e = [], [], [], []
 
@@ -128,7 +142,7 @@ def main() -> None:
 
         def plain_run() -> None:
             plain_t.append(plain_tbptt(copy.deepcopy(template), batches, *loop_args))
-            plain_e.append(plain_eval(copy.deepcopy(template), val))
+            plain_e.append(plain_eval(copy.deepcopy(template), val, device))
 
         for repeat in range(args.repeats):  # alternate, and swap who goes first, so noise hits both alike
             for run in (plain_run, seqlab_run) if repeat % 2 == 0 else (seqlab_run, plain_run):

@@ -61,6 +61,7 @@ def lightning_fit(cfg: DictConfig, datamodule, init_state: dict, batches: list) 
     trainer = pipeline.build_trainer(cfg, task, pipeline.build_callbacks(cfg), [])
     start = time.perf_counter()
     trainer.fit(task, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
+    synchronize()
     return time.perf_counter() - start, task
 
 
@@ -154,15 +155,33 @@ def paired_ratio(plain_times: list[float], seqlab_times: list[float]) -> float:
     return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
 
 
+def plain_device(cfg: DictConfig) -> torch.device:
+    """Where the plain loop runs: the GPU when the seqlab path uses one (trainer=gpu), else the CPU."""
+    gpu = cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    return torch.device("cuda" if gpu else "cpu")
+
+
+def to_device(batch: tuple, device: torch.device) -> tuple:
+    return tuple(t.to(device, non_blocking=True) for t in batch)
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 @torch.no_grad()
-def plain_classifier_eval(net: torch.nn.Module, batches: list) -> float:
+def plain_classifier_eval(net: torch.nn.Module, batches: list, cfg: DictConfig) -> float:
     """Seconds for a plain evaluation pass: logits and loss per batch."""
     import torch.nn.functional as F
 
-    net.eval()
+    device = plain_device(cfg)
+    net.to(device).eval()
     start = time.perf_counter()
     for batch in batches:
+        batch = to_device(batch, device)
         F.cross_entropy(net(batch[0], batch[2] if len(batch) > 2 else None), batch[1])
+    synchronize()
     return time.perf_counter() - start
 
 
@@ -172,6 +191,7 @@ def lightning_validate(cfg: DictConfig, task, batches: list) -> float:
     trainer.limit_val_batches = 1.0
     start = time.perf_counter()
     trainer.validate(task, dataloaders=DataLoader(batches, batch_size=None, shuffle=False), verbose=False)
+    synchronize()
     return time.perf_counter() - start
 
 
@@ -180,15 +200,18 @@ def plain_classifier_loop(net: torch.nn.Module, batches: list, cfg: DictConfig) 
     import hydra.utils
     import torch.nn.functional as F
 
+    device = plain_device(cfg)
+    net.to(device).train()
     optimizer = hydra.utils.instantiate(cfg.optimizer)(params=net.parameters())
     clip = cfg.trainer.gradient_clip_val
-    net.train()
     start = time.perf_counter()
     for batch in batches:  # (inputs, targets) or (inputs, targets, mask)
+        batch = to_device(batch, device)
         loss = F.cross_entropy(net(batch[0], batch[2] if len(batch) > 2 else None), batch[1])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         optimizer.step()
+    synchronize()
     return time.perf_counter() - start

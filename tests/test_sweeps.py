@@ -157,6 +157,7 @@ def test_optuna_search_prunes_and_resumes(tmp_path, data_dir):
 @pytest.mark.slow
 def test_submitit_local_sweep_with_a_killed_and_a_raising_job(tmp_path, data_dir):
     """Jobs in their own processes: one SIGKILLed, one raising; the others' results and the summary stay."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs pip install -e .[cluster]")
     sweep_dir = tmp_path / "sweep"
     result = sweep_cli(
         [

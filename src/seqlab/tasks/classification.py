@@ -45,6 +45,7 @@ class SequenceClassifier(TaskModule):
         )
         self.val_metrics, self.test_metrics = metrics.clone(prefix="val/"), metrics.clone(prefix="test/")
         self.val_confmat, self.test_confmat = MulticlassConfusionMatrix(n), MulticlassConfusionMatrix(n)
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.net(x, mask)
@@ -68,20 +69,22 @@ class SequenceClassifier(TaskModule):
         self.train_loss.reset()
         self.train_acc.reset()
 
-    def _eval_step(
-        self,
-        batch: tuple[Tensor, ...],
-        stage: str,
-        metrics: MetricCollection,
-        confmat: MulticlassConfusionMatrix,
-    ) -> None:
+    def _eval_step(self, batch: tuple[Tensor, ...], stage: str) -> None:
+        # Only metric updates per batch (no self.log): logging is done once, at the epoch end.
         logits, y = self._logits(batch), batch[1]
-        loss = F.cross_entropy(logits, y)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        getattr(self, f"{stage}_loss").update(F.cross_entropy(logits, y), len(y))
         probs = logits.softmax(-1)
-        metrics.update(probs, y)
-        confmat.update(probs, y)
-        self.log_dict(metrics, on_epoch=True, prog_bar=False)
+        getattr(self, f"{stage}_metrics").update(probs, y)
+        getattr(self, f"{stage}_confmat").update(probs, y)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        loss, metrics = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_metrics")
+        # Metric objects are already reduced across ranks; sync_dist only tells Lightning so.
+        self.log(f"{stage}/loss", loss.compute(), prog_bar=True, sync_dist=True)
+        self.log_dict(metrics.compute(), sync_dist=True)
+        loss.reset()
+        metrics.reset()
+        self._log_confusion_matrix(stage, getattr(self, f"{stage}_confmat"))
 
     def _log_confusion_matrix(self, stage: str, confmat: MulticlassConfusionMatrix) -> None:
         matrix = confmat.compute()
@@ -98,16 +101,16 @@ class SequenceClassifier(TaskModule):
             )
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_metrics, self.val_confmat)
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_confusion_matrix("val", self.val_confmat)
+        self._eval_epoch_end("val")
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_metrics, self.test_confmat)
+        self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self._log_confusion_matrix("test", self.test_confmat)
+        self._eval_epoch_end("test")
 
     @torch.no_grad()
     def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
