@@ -74,10 +74,11 @@ def main() -> None:
             ),
             "fixed-length padding": bench_cfg(args.experiment, args.data_dir, out, *fixed, *args.overrides),
         }
-        if setups["fixed-length padding"].data.max_length is None:  # fixed length needs one: the default's 400
-            setups["fixed-length padding"].data.max_length = 400
-        if "pack" in setups["fixed-length padding"].model.net:  # recurrent encoders: run over the padding too
-            setups["fixed-length padding"].model.net.pack = False
+        fixed_cfg = setups["fixed-length padding"]
+        if fixed_cfg.data.max_length is None:  # fixed-length padding needs a length: the default's 400
+            fixed_cfg.data.max_length = 400
+        if "pack" in fixed_cfg.model.net:  # recurrent encoders: run over the padding too
+            fixed_cfg.model.net.pack = False
         timings = pipeline_timings(setups["bucketed + packed"])
         runs = {}
         for name, cfg in setups.items():
