@@ -30,7 +30,6 @@ from benchlib import (
     plain_device,
     prepared_datamodule,
     startup_time,
-    synchronize,
     to_device,
 )
 
@@ -42,7 +41,7 @@ def plain_tbptt(net, batches, lr: float, clip: float, k: int, per_batch: bool, d
     """The pytorch/examples loop: carry the state, detach it per chunk, SGD with clipping."""
     net.to(device).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    state = None
+    state, total = None, torch.zeros((), device=device)
     start = time.perf_counter()
     for batch in batches:
         x, y = to_device(batch, device)
@@ -56,19 +55,20 @@ def plain_tbptt(net, batches, lr: float, clip: float, k: int, per_batch: bool, d
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
             optimizer.step()
-    synchronize()
+            total += loss.detach()  # a running loss on the device, as seqlab keeps one
+    float(total)
     return time.perf_counter() - start
 
 
 @torch.no_grad()
 def plain_eval(net, batches, device: torch.device) -> float:
     net.to(device).eval()
-    state, start = None, time.perf_counter()
+    state, total, start = None, torch.zeros((), dtype=torch.float64, device=device), time.perf_counter()
     for batch in batches:
         x, y = to_device(batch, device)
         logits, state = net(x, state)
-        F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
-    synchronize()
+        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
+    float(total)  # the perplexity needs the total NLL
     return time.perf_counter() - start
 
 

@@ -172,16 +172,41 @@ def synchronize() -> None:
 
 @torch.no_grad()
 def plain_classifier_eval(net: torch.nn.Module, batches: list, cfg: DictConfig) -> float:
-    """Seconds for a plain evaluation pass: logits and loss per batch."""
+    """Seconds for a plain evaluation pass doing seqlab's work: mean loss, accuracy, macro F1, AUROC and
+    the confusion matrix, with torchmetrics as a hand-written loop would use them."""
     import torch.nn.functional as F
+    from torchmetrics import MeanMetric
+    from torchmetrics.classification import (
+        MulticlassAccuracy,
+        MulticlassAUROC,
+        MulticlassConfusionMatrix,
+        MulticlassF1Score,
+    )
 
     device = plain_device(cfg)
     net.to(device).eval()
+    n = net.head.out_features
+    metrics = [
+        m.to(device)
+        for m in (
+            MulticlassAccuracy(n, average="micro"),
+            MulticlassF1Score(n),
+            MulticlassAUROC(n),
+            MulticlassConfusionMatrix(n),
+        )
+    ]
+    mean_loss = MeanMetric().to(device)
     start = time.perf_counter()
     for batch in batches:
         batch = to_device(batch, device)
-        F.cross_entropy(net(batch[0], batch[2] if len(batch) > 2 else None), batch[1])
+        logits = net(batch[0], batch[2] if len(batch) > 2 else None)
+        mean_loss.update(F.cross_entropy(logits, batch[1]), len(batch[1]))
+        probs = logits.softmax(-1)
+        for metric in metrics:
+            metric.update(probs, batch[1])
+    results = [m.compute() for m in (mean_loss, *metrics)]
     synchronize()
+    del results
     return time.perf_counter() - start
 
 
@@ -196,18 +221,26 @@ def lightning_validate(cfg: DictConfig, task, batches: list) -> float:
 
 
 def plain_classifier_loop(net: torch.nn.Module, batches: list, cfg: DictConfig) -> float:
-    """The plain PyTorch loop a user would write: the experiment's optimizer and clipping, nothing else."""
+    """The plain PyTorch loop a user would write: the experiment's optimizer and clipping, and the epoch's
+    mean loss and accuracy kept on the device (as seqlab keeps them), nothing else."""
     import hydra.utils
     import torch.nn.functional as F
+    from torchmetrics import MeanMetric
+    from torchmetrics.classification import MulticlassAccuracy
 
     device = plain_device(cfg)
     net.to(device).train()
     optimizer = hydra.utils.instantiate(cfg.optimizer)(params=net.parameters())
     clip = cfg.trainer.gradient_clip_val
+    accuracy = MulticlassAccuracy(net.head.out_features, average="micro").to(device)
+    mean_loss = MeanMetric().to(device)
     start = time.perf_counter()
     for batch in batches:  # (inputs, targets) or (inputs, targets, mask)
         batch = to_device(batch, device)
-        loss = F.cross_entropy(net(batch[0], batch[2] if len(batch) > 2 else None), batch[1])
+        logits = net(batch[0], batch[2] if len(batch) > 2 else None)
+        loss = F.cross_entropy(logits, batch[1])
+        accuracy.update(logits.argmax(-1), batch[1])
+        mean_loss.update(loss.detach(), len(batch[1]))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
