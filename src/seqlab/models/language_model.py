@@ -17,8 +17,9 @@ class RNNLanguageModel(nn.Module):
 
     Dropout sits on the non-recurrent connections only, as in Zaremba et al. `tie_weights` shares the
     embedding and decoder matrices (needs embed_dim == hidden_dim); `init_range` draws every weight from
-    U(-init_range, init_range) as Zaremba did. With `cell: transformer` the encoder is causal and its
-    state is a memory of the last `context` embedded tokens (`num_heads`, `positions` as in the encoder).
+    U(-init_range, init_range) as Zaremba did (recurrent cells only: it would flatten layer norms). With
+    `cell: transformer` the encoder is causal and its state is a memory of the last `context` embedded
+    tokens (`num_heads`, `positions` as in the encoder).
     """
 
     def __init__(
@@ -45,6 +46,10 @@ class RNNLanguageModel(nn.Module):
             embed_dim, hidden_dim, num_layers, cell, dropout, False, True, num_heads, positions, True, context
         )
         self.decoder = nn.Linear(hidden_dim, vocab_size)
+        if cell == "transformer":
+            # GPT-2's scale: N(0, 1) embeddings (PyTorch's default) swamp the positions and, when tied,
+            # make the first logits ~16x too large next to the unit-variance layer-normed features.
+            nn.init.normal_(self.embedding.weight, std=0.02)
         if tie_weights:
             self.decoder.weight = self.embedding.weight
         if init_range is not None:
