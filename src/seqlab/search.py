@@ -61,6 +61,8 @@ def suggest(trial: Any, key: str, spec: str) -> Any:
 
 
 class OptunaSweeper(Sweeper):
+    """Ask the study for a trial, run it as a Hydra job with its values as overrides, tell the result."""
+
     def __init__(
         self,
         params: DictConfig | dict | None = None,

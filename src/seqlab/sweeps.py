@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import traceback
 from pathlib import Path
@@ -30,7 +31,7 @@ ERROR_FILE = "error.json"
 
 def write_atomic(path: Path, text: str) -> None:
     """Concurrent jobs (submitit) rewrite the same summary: each write replaces the file whole."""
-    tmp = path.with_name(f".{path.name}.{id(text)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
 
