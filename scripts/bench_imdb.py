@@ -20,6 +20,7 @@ import torch
 from benchlib import (
     Figures,
     add_common_args,
+    alternate,
     bench_cfg,
     header,
     lightning_fit,
@@ -107,9 +108,7 @@ def main() -> None:
                 if name == "bucketed + packed":
                     light_e.append(lightning_validate(cfg, task, val))
 
-        for repeat in range(args.repeats):  # alternate, and swap who goes first, so noise hits both alike
-            for run in (plain_run, seqlab_runs) if repeat % 2 == 0 else (seqlab_runs, plain_run):
-                run()
+        alternate(plain_run, seqlab_runs, args.repeats)
     print(header(f"IMDB {args.experiment}: {args.batches} batches"))
     figures = Figures("imdb")
     figures.add("read 25,000 training reviews", timings["read_s"], "s")

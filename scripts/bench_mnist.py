@@ -18,6 +18,7 @@ import torch
 from benchlib import (
     Figures,
     add_common_args,
+    alternate,
     bench_cfg,
     header,
     lightning_fit,
@@ -64,9 +65,7 @@ def main() -> None:
             plain_t.append(plain_classifier_loop(net, batches, cfg))
             plain_e.append(plain_classifier_eval(net, val, cfg))
 
-        for repeat in range(args.repeats):  # alternate, and swap who goes first, so noise hits both alike
-            for run in (plain_run, seqlab_run) if repeat % 2 == 0 else (seqlab_run, plain_run):
-                run()
+        alternate(plain_run, seqlab_run, args.repeats)
     print(
         header(
             f"MNIST {args.experiment}: {len(batches)} batches x {cfg.data.batch_size}, view={cfg.data.view}"

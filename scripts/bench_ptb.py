@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from benchlib import (
     Figures,
     add_common_args,
+    alternate,
     bench_cfg,
     header,
     lightning_fit,
@@ -144,9 +145,7 @@ def main() -> None:
             plain_t.append(plain_tbptt(copy.deepcopy(template), batches, *loop_args))
             plain_e.append(plain_eval(copy.deepcopy(template), val, device))
 
-        for repeat in range(args.repeats):  # alternate, and swap who goes first, so noise hits both alike
-            for run in (plain_run, seqlab_run) if repeat % 2 == 0 else (seqlab_run, plain_run):
-                run()
+        alternate(plain_run, seqlab_run, args.repeats)
 
     print(
         header(f"PTB {args.experiment}: {len(batches)} windows of {cfg.data.batch_size} x {cfg.data.seq_len}")

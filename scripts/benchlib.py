@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -146,6 +147,13 @@ def header(name: str) -> str:
 
 def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+
+
+def alternate(plain_run: Callable[[], None], seqlab_run: Callable[[], None], repeats: int) -> None:
+    """Run both `repeats` times, alternating and swapping who goes first, so that noise hits both alike."""
+    for repeat in range(repeats):
+        for run in (plain_run, seqlab_run) if repeat % 2 == 0 else (seqlab_run, plain_run):
+            run()
 
 
 def paired_ratio(plain_times: list[float], seqlab_times: list[float]) -> float:
