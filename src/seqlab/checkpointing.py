@@ -1,4 +1,4 @@
-"""Checkpoints that survive a kill: atomic writes, and the random state that makes a resume exact."""
+"""Files that survive a kill: atomic checkpoint and text writes, and the random state that makes a resume exact."""
 
 from __future__ import annotations
 
@@ -38,6 +38,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to a temporary file beside `path` (named by process: concurrent jobs may share a
+    path), then rename it over `path`: readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
 
 
 def rng_state() -> dict[str, Any]:

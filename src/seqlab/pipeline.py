@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import seqlab
-from seqlab.checkpointing import AtomicCheckpointIO
+from seqlab.checkpointing import AtomicCheckpointIO, write_text_atomic
 from seqlab.config import check_safe_targets
 from seqlab.errors import ConfigError
 from seqlab.tasks.base import TaskModule
@@ -183,12 +183,9 @@ def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
-    path = Path(output_dir) / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(
+        Path(output_dir) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    )
 
 
 def select_metric(metrics: dict[str, float], name: str | None) -> float | None:

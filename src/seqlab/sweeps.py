@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import traceback
 from pathlib import Path
@@ -25,15 +24,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.callbacks.history import read_history
+from seqlab.checkpointing import write_text_atomic
 
 ERROR_FILE = "error.json"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Concurrent jobs (submitit) rewrite the same summary: each write replaces the file whole."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def record_failure(output_dir: str | Path, error: BaseException) -> None:
@@ -41,9 +34,7 @@ def record_failure(output_dir: str | Path, error: BaseException) -> None:
     frames = traceback.extract_tb(error.__traceback__)
     where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
     payload = {"type": type(error).__name__, "message": str(error), "where": where}
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / ERROR_FILE, json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(Path(output_dir) / ERROR_FILE, json.dumps(payload, indent=2) + "\n")
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -227,8 +218,8 @@ def summarize(sweep_dir: str | Path, plots: bool = True) -> list[dict[str, Any]]
     writer = csv.DictWriter(out, columns)
     writer.writeheader()
     writer.writerows(flat)
-    write_atomic(sweep_dir / "summary.csv", out.getvalue())
-    write_atomic(sweep_dir / "summary.md", markdown(columns, flat, f"Sweep {sweep_dir}"))
+    write_text_atomic(sweep_dir / "summary.csv", out.getvalue())
+    write_text_atomic(sweep_dir / "summary.md", markdown(columns, flat, f"Sweep {sweep_dir}"))
     if plots and rows:
         params = swept_params(rows)
         plot_curves(rows, params, sweep_dir / "curves.png")

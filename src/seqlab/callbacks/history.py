@@ -10,6 +10,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
+from seqlab.checkpointing import write_text_atomic
+
 
 class EpochHistory(Checkpoint):
     """After every training epoch, one row of the epoch's logged metrics (rank 0 writes, atomically).
@@ -38,10 +40,7 @@ class EpochHistory(Checkpoint):
         writer = csv.DictWriter(out, columns)
         writer.writeheader()
         writer.writerows(rows)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(out.getvalue())
-        tmp.replace(path)
+        write_text_atomic(path, out.getvalue())
 
 
 def read_history(path: str | Path) -> list[dict[str, float]]:
