@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from benchlib import (
     Figures,
     add_common_args,
-    alternate,
+    add_comparison,
     bench_cfg,
+    compare_with_plain,
     header,
     lightning_fit,
-    paired_ratio,
     peak_rss_mb,
     plain_device,
     prepared_datamodule,
@@ -130,44 +130,21 @@ def main() -> None:
             device,
         )
         plain_tbptt(copy.deepcopy(template), batches[:10], *loop_args)  # warm-up
-        plain_t, light_t, plain_e, light_e = [], [], [], []
 
-        def seqlab_run() -> None:
-            seconds, task = lightning_fit(cfg, datamodule, init_state, batches)
-            light_t.append(seconds)
-            trainer = pipeline.build_trainer(cfg, task, [], [])
-            trainer.limit_val_batches = 1.0
-            start = time.perf_counter()
-            trainer.validate(task, datamodule=datamodule, verbose=False)
-            light_e.append(time.perf_counter() - start)
+        def plain() -> tuple[float, float]:
+            train_s = plain_tbptt(copy.deepcopy(template), batches, *loop_args)
+            return train_s, plain_eval(copy.deepcopy(template), val, device)
 
-        def plain_run() -> None:
-            plain_t.append(plain_tbptt(copy.deepcopy(template), batches, *loop_args))
-            plain_e.append(plain_eval(copy.deepcopy(template), val, device))
-
-        alternate(plain_run, seqlab_run, args.repeats)
+        plain_t, light_t, plain_e, light_e = compare_with_plain(
+            cfg, datamodule, init_state, batches, val, plain, args.repeats
+        )
 
     print(
         header(f"PTB {args.experiment}: {len(batches)} windows of {cfg.data.batch_size} x {cfg.data.seq_len}")
     )
     figures = Figures("ptb")
-    goal = "goal >= 0.95 (median of paired repeats)"
-    figures.add(
-        "train throughput",
-        tokens / min(light_t),
-        "tokens/s",
-        tokens / min(plain_t),
-        paired_ratio(plain_t, light_t),
-        goal,
-    )
-    figures.add(
-        "eval throughput (whole valid stream)",
-        val_tokens / min(light_e),
-        "tokens/s",
-        val_tokens / min(plain_e),
-        paired_ratio(plain_e, light_e),
-        goal,
-    )
+    add_comparison(figures, "train throughput", tokens, "tokens/s", plain_t, light_t)
+    add_comparison(figures, "eval throughput (whole valid stream)", val_tokens, "tokens/s", plain_e, light_e)
     figures.add("load + vocabulary + batchify", load_s, "s")
     for tbptt in ("35", "null"):
         probe = subprocess.run(

@@ -48,10 +48,10 @@ def main() -> None:
                 torch.manual_seed(0)
                 init = copy.deepcopy(pipeline.build_task(cfg, datamodule).net.state_dict())
                 lightning_fit(cfg, datamodule, init, batches[:1])  # warm-up
-                seconds, _ = lightning_fit(cfg, datamodule, init, batches[1:])
+                timing, _ = lightning_fit(cfg, datamodule, init, batches[1:])
                 tokens = sum(y.numel() for _, y in batches[1:])
-                table[(hidden, batch_size)] = tokens / seconds
-                figures.add(f"train, hidden {hidden}, batch {batch_size}", tokens / seconds, "tokens/s")
+                table[(hidden, batch_size)] = tokens / timing.loop_s
+                figures.add(f"train, hidden {hidden}, batch {batch_size}", tokens / timing.loop_s, "tokens/s")
     figures.write(args.json, hidden=args.hidden, batch_sizes=args.batch_sizes)
     print("\n| hidden / batch | " + " | ".join(map(str, args.batch_sizes)) + " |")
     print("|---|" + "---|" * len(args.batch_sizes))

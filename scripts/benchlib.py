@@ -11,8 +11,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -55,15 +57,59 @@ def prepared_datamodule(cfg: DictConfig):
     return datamodule
 
 
-def lightning_fit(cfg: DictConfig, datamodule, init_state: dict, batches: list) -> tuple[float, object]:
-    """Seconds for the seqlab path to train on `batches`, from the given initial weights."""
+@dataclass
+class Timing:
+    """Seconds of one fit() or validate(): inside its loop, and the whole call."""
+
+    loop_s: float
+    total_s: float
+
+    @property
+    def overhead_s(self) -> float:
+        """The call's one-off set-up and tear-down: moving the model, binding the optimizer, hooks."""
+        return self.total_s - self.loop_s
+
+
+class LoopTimer(L.Callback):
+    """Times the training loop (on_train_start to on_train_end) and the evaluation loop (on_validation_start
+    to on_validation_end): every per-step hook, metric and log call is inside, the one-off set-up is not,
+    just as the plain loops below start their clocks after building their optimizer and metrics."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._started = 0.0
+
+    def _start(self) -> None:
+        synchronize()
+        self._started = time.perf_counter()
+
+    def _stop(self, loop: str) -> None:
+        synchronize()
+        self.seconds[loop] = time.perf_counter() - self._started
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._stop("train")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._stop("val")
+
+
+def lightning_fit(cfg: DictConfig, datamodule, init_state: dict, batches: list) -> tuple[Timing, object]:
+    """The seqlab path training on `batches` from the given initial weights: its timing, and the task."""
     task = pipeline.build_task(cfg, datamodule)
     task.net.load_state_dict(init_state)
-    trainer = pipeline.build_trainer(cfg, task, pipeline.build_callbacks(cfg), [])
+    timer = LoopTimer()
+    trainer = pipeline.build_trainer(cfg, task, [*pipeline.build_callbacks(cfg), timer], [])
     start = time.perf_counter()
     trainer.fit(task, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
     synchronize()
-    return time.perf_counter() - start, task
+    return Timing(timer.seconds["train"], time.perf_counter() - start), task
 
 
 def add_common_args(parser) -> None:
@@ -156,11 +202,60 @@ def alternate(plain_run: Callable[[], None], seqlab_run: Callable[[], None], rep
             run()
 
 
+def compare_with_plain(
+    cfg: DictConfig,
+    datamodule,
+    init_state: dict,
+    batches: list,
+    val: list,
+    plain: Callable[[], tuple[float, float]],
+    repeats: int,
+) -> tuple[list[float], list[Timing], list[float], list[Timing]]:
+    """Alternating repeats of the seqlab path (fit on `batches` from `init_state`, then validate on `val`)
+    and of `plain` (its train and eval seconds): (plain train, seqlab train, plain eval, seqlab eval)."""
+    plain_t, light_t, plain_e, light_e = [], [], [], []
+
+    def seqlab_run() -> None:
+        timing, task = lightning_fit(cfg, datamodule, init_state, batches)
+        light_t.append(timing)
+        light_e.append(lightning_validate(cfg, task, val))
+
+    def plain_run() -> None:
+        train_s, eval_s = plain()
+        plain_t.append(train_s)
+        plain_e.append(eval_s)
+
+    alternate(plain_run, seqlab_run, repeats)
+    return plain_t, light_t, plain_e, light_e
+
+
 def paired_ratio(plain_times: list[float], seqlab_times: list[float]) -> float:
     """Median over the alternating repeats of plain/seqlab time: robust to a shared machine's noise."""
     ratios = sorted(p / s for p, s in zip(plain_times, seqlab_times, strict=True))
     mid = len(ratios) // 2
     return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
+
+RATIO_GOAL = "goal >= 0.95 (median of paired repeats)"
+
+
+def add_comparison(
+    figures: Figures, measure: str, amount: float, unit: str, plain_s: list[float], seqlab: list[Timing]
+) -> None:
+    """Throughput rows of one loop: seqlab against plain (best repeat each, paired median ratio), then the
+    seqlab call's one-off set-up + tear-down seconds (median), which the loop figures leave out."""
+    loop_s = [t.loop_s for t in seqlab]
+    figures.add(
+        measure,
+        amount / min(loop_s),
+        unit,
+        amount / min(plain_s),
+        paired_ratio(plain_s, loop_s),
+        RATIO_GOAL,
+    )
+    call = "fit()" if measure.startswith("train") else "validate()"
+    overheads = sorted(t.overhead_s for t in seqlab)
+    figures.add(f"{call} set-up + tear-down, outside the loop", overheads[len(overheads) // 2], "s")
 
 
 def plain_device(cfg: DictConfig) -> torch.device:
@@ -193,17 +288,17 @@ def plain_classifier_eval(net: torch.nn.Module, batches: list, cfg: DictConfig) 
 
     device = plain_device(cfg)
     net.to(device).eval()
-    n = net.head.out_features
+    n, fast = net.head.out_features, {"validate_args": False}  # as seqlab's: no per-batch input checks
     metrics = [
         m.to(device)
         for m in (
-            MulticlassAccuracy(n, average="micro"),
-            MulticlassF1Score(n),
-            MulticlassAUROC(n),
-            MulticlassConfusionMatrix(n),
+            MulticlassAccuracy(n, average="micro", **fast),
+            MulticlassF1Score(n, **fast),
+            MulticlassAUROC(n, **fast),
+            MulticlassConfusionMatrix(n, **fast),
         )
     ]
-    mean_loss = MeanMetric().to(device)
+    mean_loss = MeanMetric(nan_strategy="disable").to(device)
     start = time.perf_counter()
     for batch in batches:
         batch = to_device(batch, device)
@@ -218,14 +313,16 @@ def plain_classifier_eval(net: torch.nn.Module, batches: list, cfg: DictConfig) 
     return time.perf_counter() - start
 
 
-def lightning_validate(cfg: DictConfig, task, batches: list) -> float:
-    """Seconds for the seqlab path to evaluate `batches` (loss, accuracy, F1, AUROC, confusion matrix)."""
-    trainer = pipeline.build_trainer(cfg, task, [], [])
+def lightning_validate(cfg: DictConfig, task, batches: list) -> Timing:
+    """The seqlab path evaluating `batches` with the task's metrics (a classifier: loss, accuracy, F1,
+    AUROC, confusion matrix; a language model: the exact NLL)."""
+    timer = LoopTimer()
+    trainer = pipeline.build_trainer(cfg, task, [timer], [])
     trainer.limit_val_batches = 1.0
     start = time.perf_counter()
     trainer.validate(task, dataloaders=DataLoader(batches, batch_size=None, shuffle=False), verbose=False)
     synchronize()
-    return time.perf_counter() - start
+    return Timing(timer.seconds["val"], time.perf_counter() - start)
 
 
 def plain_classifier_loop(net: torch.nn.Module, batches: list, cfg: DictConfig) -> float:
@@ -240,8 +337,8 @@ def plain_classifier_loop(net: torch.nn.Module, batches: list, cfg: DictConfig) 
     net.to(device).train()
     optimizer = hydra.utils.instantiate(cfg.optimizer)(params=net.parameters())
     clip = cfg.trainer.gradient_clip_val
-    accuracy = MulticlassAccuracy(net.head.out_features, average="micro").to(device)
-    mean_loss = MeanMetric().to(device)
+    accuracy = MulticlassAccuracy(net.head.out_features, average="micro", validate_args=False).to(device)
+    mean_loss = MeanMetric(nan_strategy="disable").to(device)
     start = time.perf_counter()
     for batch in batches:  # (inputs, targets) or (inputs, targets, mask)
         batch = to_device(batch, device)

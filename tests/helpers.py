@@ -1,4 +1,4 @@
-"""Callbacks that break a run on purpose, for the reliability tests (loaded by `+callbacks.x._target_=`)."""
+"""Callbacks that break a run on purpose, for the reliability and GPU-path tests (loaded by `+callbacks.x._target_=`)."""
 
 from __future__ import annotations
 
@@ -55,3 +55,11 @@ class PoisonAt(L.Callback):
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
+
+
+class LossReader(L.Callback):
+    """Read every training loss back to the host: the per-step device read test_gpu_path must catch."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss.item()

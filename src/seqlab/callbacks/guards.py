@@ -14,10 +14,10 @@ from seqlab.errors import TrainingError
 class NonFiniteLossGuard(L.Callback):
     """Raise a `TrainingError` naming epoch, step and batch of the first NaN or infinite training loss.
 
-    On a CPU every loss is checked as it comes. On an accelerator reading a loss back would stall the
-    device each step, so the finiteness flags stay on the device and are read every `every_n_steps`
-    batches and before every validation (hence before every checkpoint): the error still names the
-    first bad batch, and no checkpoint ever holds its weights.
+    Reading a loss back each step would stall an accelerator, so the finiteness flags stay where the loss
+    is and are read every `every_n_steps` batches, at each epoch end and before every validation (hence
+    before every checkpoint): the error still names the first bad batch, no checkpoint ever holds its
+    weights, and a CPU run takes the same path as a GPU one.
     """
 
     def __init__(self, every_n_steps: int = 50) -> None:
@@ -36,7 +36,7 @@ class NonFiniteLossGuard(L.Callback):
         self._pending.append(
             (trainer.current_epoch, trainer.global_step, batch_idx, torch.isfinite(loss).all(), loss)
         )
-        if loss.device.type == "cpu" or len(self._pending) >= self.every_n_steps:
+        if len(self._pending) >= self.every_n_steps:
             self.check(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
