@@ -5,7 +5,7 @@ to encode them; seconds to load the encoded cache (goal < 1 s); training samples
 bucketed, packed batches against fixed-length padding to max_length (goal: 2x or more), and against a
 plain PyTorch loop on the same bucketed batches (goal >= 0.95). One process, alternating measurements.
 
-    SEQLAB_DATA_DIR=../shared/data python scripts/bench_imdb.py [--batches 60] [--repeats 2]
+    SEQLAB_DATA_DIR=../shared/data python scripts/bench_imdb.py [--batches 15] [--repeats 8]
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ import argparse
 import copy
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from benchlib import (
     Figures,
-    Timing,
     add_common_args,
     add_comparison,
     alternate,
     bench_cfg,
+    compare_with_plain,
     header,
     lightning_fit,
-    lightning_validate,
+    median,
     plain_classifier_eval,
     plain_classifier_loop,
     prepared_datamodule,
@@ -63,8 +64,8 @@ def pipeline_timings(cfg) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default="imdb_lstm")
-    parser.add_argument("--batches", type=int, default=60)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=8)
     add_common_args(parser)
     args = parser.parse_args()
 
@@ -89,28 +90,22 @@ def main() -> None:
             torch.manual_seed(0)
             net = pipeline.build_task(cfg, datamodule).net
             runs[name] = (cfg, datamodule, batches, copy.deepcopy(net.state_dict()), net)
-        times: dict[str, list[Timing]] = {name: [] for name in runs}
-        plain_t: list[float] = []
-
-        def plain_run() -> None:
-            cfg, _, batches, _, net = runs["bucketed + packed"]
-            trained = copy.deepcopy(net)
-            plain_t.append(plain_classifier_loop(trained, batches, cfg))
-            plain_e.append(plain_classifier_eval(trained, val, cfg))
-
-        cfg, datamodule, _, _, _ = runs["bucketed + packed"]
+        cfg, datamodule, batches, init, net = runs["bucketed + packed"]
         val = [b for _, b in zip(range(args.batches), datamodule.val_dataloader(), strict=False)]
         val_samples = sum(len(b[1]) for b in val)
-        plain_e, light_e = [], []
 
-        def seqlab_runs() -> None:
-            for name, (cfg, datamodule, batches, init, _) in runs.items():
-                timing, task = lightning_fit(cfg, datamodule, init, batches)
-                times[name].append(timing)
-                if name == "bucketed + packed":
-                    light_e.append(lightning_validate(cfg, task, val))
+        def plain() -> tuple[float, float]:
+            trained = copy.deepcopy(net)
+            return plain_classifier_loop(trained, batches, cfg), plain_classifier_eval(trained, val, cfg)
 
-        alternate(plain_run, seqlab_runs, args.repeats)
+        run = compare_with_plain(cfg, datamodule, init, batches, val, plain, args.repeats)
+        fits: dict[str, list[float]] = {name: [] for name in runs}  # the seqlab path, both batchings
+
+        def fit(name: str) -> Callable[[], None]:
+            cfg, datamodule, batches, init, _ = runs[name]
+            return lambda: fits[name].append(lightning_fit(cfg, datamodule, init, batches)[0].loop_s)
+
+        alternate(*(fit(name) for name in runs), repeats=max(2, args.repeats // 2))
     print(header(f"IMDB {args.experiment}: {args.batches} batches"))
     figures = Figures("imdb")
     figures.add("read 25,000 training reviews", timings["read_s"], "s")
@@ -122,17 +117,26 @@ def main() -> None:
     )
     figures.add("encode 25,000 reviews to ids", timings["encode_s"], "s")
     figures.add("load the encoded cache", timings["cache_load_s"], "s", goal="goal < 1 s")
-    samples = {name: sum(len(b[1]) for b in run[2]) for name, run in runs.items()}
-    rate = {name: samples[name] / min(t.loop_s for t in timings) for name, timings in times.items()}
+    samples = {name: sum(len(b[1]) for b in setup[2]) for name, setup in runs.items()}
+    rate = {name: samples[name] / median(seconds) for name, seconds in fits.items()}
     add_comparison(
         figures,
         "train throughput (bucketed + packed)",
         samples["bucketed + packed"],
         "samples/s",
-        plain_t,
-        times["bucketed + packed"],
+        run.plain_train,
+        run.seqlab_train,
+        run.control_train,
     )
-    add_comparison(figures, "eval throughput (bucketed + packed)", val_samples, "samples/s", plain_e, light_e)
+    add_comparison(
+        figures,
+        "eval throughput (bucketed + packed)",
+        val_samples,
+        "samples/s",
+        run.plain_eval,
+        run.seqlab_eval,
+        run.control_eval,
+    )
     figures.add(
         "bucketing speed-up over fixed-length padding",
         rate["bucketed + packed"] / rate["fixed-length padding"],

@@ -4,7 +4,7 @@ Same model, same initial weights, same windows, one process, alternating measure
 tokens/s of both and the ratio (goal >= 0.95), evaluation tokens/s of both, and the peak memory of
 training on a 350-step window with truncated_bptt_steps=35 against null (whole-window backpropagation).
 
-    SEQLAB_DATA_DIR=../shared/data python scripts/bench_ptb.py [--batches 100] [--repeats 3]
+    SEQLAB_DATA_DIR=../shared/data python scripts/bench_ptb.py [--batches 15] [--repeats 16]
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def memory_probe(data_dir: str, tbptt: str, window: int, batches: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default="ptb_zaremba_small")
-    parser.add_argument("--batches", type=int, default=60)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=16)
     add_common_args(parser)
     parser.add_argument(
         "--memory-probe", nargs=3, metavar=("TBPTT", "WINDOW", "BATCHES"), help=argparse.SUPPRESS
@@ -115,7 +115,7 @@ def main() -> None:
         datamodule = prepared_datamodule(cfg)
         load_s = time.perf_counter() - start
         batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
-        val = list(datamodule.val_dataloader())
+        val = [b for _, b in zip(range(2 * args.batches), datamodule.val_dataloader(), strict=False)]
         tokens, val_tokens = sum(y.numel() for _, y in batches), sum(y.numel() for _, y in val)
         torch.manual_seed(0)
         template = pipeline.build_task(cfg, datamodule).net
@@ -135,16 +135,24 @@ def main() -> None:
             train_s = plain_tbptt(copy.deepcopy(template), batches, *loop_args)
             return train_s, plain_eval(copy.deepcopy(template), val, device)
 
-        plain_t, light_t, plain_e, light_e = compare_with_plain(
-            cfg, datamodule, init_state, batches, val, plain, args.repeats
-        )
+        run = compare_with_plain(cfg, datamodule, init_state, batches, val, plain, args.repeats)
 
     print(
         header(f"PTB {args.experiment}: {len(batches)} windows of {cfg.data.batch_size} x {cfg.data.seq_len}")
     )
     figures = Figures("ptb")
-    add_comparison(figures, "train throughput", tokens, "tokens/s", plain_t, light_t)
-    add_comparison(figures, "eval throughput (whole valid stream)", val_tokens, "tokens/s", plain_e, light_e)
+    add_comparison(
+        figures, "train throughput", tokens, "tokens/s", run.plain_train, run.seqlab_train, run.control_train
+    )
+    add_comparison(
+        figures,
+        f"eval throughput ({len(val)} windows of the valid stream)",
+        val_tokens,
+        "tokens/s",
+        run.plain_eval,
+        run.seqlab_eval,
+        run.control_eval,
+    )
     figures.add("load + vocabulary + batchify", load_s, "s")
     for tbptt in ("35", "null"):
         probe = subprocess.run(

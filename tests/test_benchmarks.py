@@ -47,6 +47,8 @@ def test_every_benchmark_runs_and_the_report_collects_them(data_dir, tmp_path):
             (task, m.split(" (")[0]) for t, m in rows if t == task
         }
         assert any(t == task and m.startswith("eval throughput") for t, m in rows)
+        assert any(t == task and m.endswith("plain loop vs itself (noise control)") for t, m in rows)
     assert ("ptb_scaling", "train, hidden 16, batch 4") in rows
     table = (tmp_path / "results.md").read_text()
     assert "| mnist | train throughput |" in table and "GPU rows not measured" in table
+    assert "Noise controls (a plain loop against itself" in table

@@ -24,7 +24,7 @@ class NonFiniteLossGuard(L.Callback):
         if every_n_steps <= 0:
             raise ValueError(f"every_n_steps={every_n_steps} must be positive")
         self.every_n_steps = every_n_steps
-        self._pending: list[tuple[int, int, int, torch.Tensor, torch.Tensor]] = []
+        self._pending: list[tuple[int, int, int, torch.Tensor]] = []  # epoch, step, batch, loss
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -32,10 +32,8 @@ class NonFiniteLossGuard(L.Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
-        loss = loss.detach()
-        self._pending.append(
-            (trainer.current_epoch, trainer.global_step, batch_idx, torch.isfinite(loss).all(), loss)
-        )
+        # Only a reference per step: the losses are checked all at once when read.
+        self._pending.append((trainer.current_epoch, trainer.global_step, batch_idx, loss.detach()))
         if len(self._pending) >= self.every_n_steps:
             self.check(trainer)
 
@@ -49,14 +47,17 @@ class NonFiniteLossGuard(L.Callback):
         pending, self._pending = self._pending, []
         if not pending:
             return
-        finite = torch.stack([flag for *_, flag, _ in pending]).cpu()  # one read for all pending steps
+        losses = torch.stack([loss for *_, loss in pending]).float()  # scalar losses, one dtype per run
+        finite = torch.isfinite(losses).cpu()  # one read for all pending steps
         if bool(finite.all()):
             return
-        epoch, step, batch_idx, _, loss = pending[int((~finite).nonzero()[0])]
+        first = int((~finite).nonzero()[0])
+        epoch, step, batch_idx, _ = pending[first]
+        loss = losses[first]
         last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was saved yet"
         raise TrainingError(
-            f"non-finite training loss ({loss.float().item()}) at epoch {epoch}, step {step}, batch {batch_idx}; "
+            f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step}, batch {batch_idx}; "
             f"{kept}. Lower optimizer.lr, clip gradients (trainer.gradient_clip_val=...), or find the "
             "operation with debug=anomaly."
         )
