@@ -325,7 +325,6 @@ def plain_classifier_eval(net: torch.nn.Module, batches: list, cfg: DictConfig) 
     """Seconds for a plain evaluation pass doing seqlab's work: mean loss, accuracy, macro F1, AUROC and
     the confusion matrix, with torchmetrics as a hand-written loop would use them."""
     import torch.nn.functional as F
-    from torchmetrics import MeanMetric
     from torchmetrics.classification import (
         MulticlassAccuracy,
         MulticlassAUROC,
@@ -345,16 +344,17 @@ def plain_classifier_eval(net: torch.nn.Module, batches: list, cfg: DictConfig) 
             MulticlassConfusionMatrix(n, **fast),
         )
     ]
-    mean_loss = MeanMetric(nan_strategy="disable").to(device)
+    loss_sum, count = torch.zeros((), dtype=torch.float64, device=device), 0
     start = time.perf_counter()
     for batch in batches:
         batch = to_device(batch, device)
         logits = net(batch[0], batch[2] if len(batch) > 2 else None)
-        mean_loss.update(F.cross_entropy(logits, batch[1]), len(batch[1]))
+        loss_sum += F.cross_entropy(logits, batch[1], reduction="sum").double()
+        count += len(batch[1])
         probs = logits.softmax(-1)
         for metric in metrics:
             metric.update(probs, batch[1])
-    results = [m.compute() for m in (mean_loss, *metrics)]
+    results = [loss_sum / count, *(m.compute() for m in metrics)]
     synchronize()
     del results
     return time.perf_counter() - start
@@ -377,7 +377,6 @@ def plain_classifier_loop(net: torch.nn.Module, batches: list, cfg: DictConfig) 
     mean loss and accuracy kept on the device (as seqlab keeps them), nothing else."""
     import hydra.utils
     import torch.nn.functional as F
-    from torchmetrics import MeanMetric
     from torchmetrics.classification import MulticlassAccuracy
 
     device = plain_device(cfg)
@@ -385,14 +384,14 @@ def plain_classifier_loop(net: torch.nn.Module, batches: list, cfg: DictConfig) 
     optimizer = hydra.utils.instantiate(cfg.optimizer)(params=net.parameters())
     clip = cfg.trainer.gradient_clip_val
     accuracy = MulticlassAccuracy(net.head.out_features, average="micro", validate_args=False).to(device)
-    mean_loss = MeanMetric(nan_strategy="disable").to(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     start = time.perf_counter()
     for batch in batches:  # (inputs, targets) or (inputs, targets, mask)
         batch = to_device(batch, device)
         logits = net(batch[0], batch[2] if len(batch) > 2 else None)
         loss = F.cross_entropy(logits, batch[1])
         accuracy.update(logits.argmax(-1), batch[1])
-        mean_loss.update(loss.detach(), len(batch[1]))
+        loss_sum += loss.detach().double() * len(batch[1])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip:

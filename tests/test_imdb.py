@@ -98,6 +98,25 @@ def test_bucketing_cuts_padding_and_keeps_every_review(data_dir):
     assert all(x.shape[1] == 50 for x, _, _ in fixed.val_dataloader())
 
 
+def test_evaluation_batch_size_changes_no_metric(make_cfg, tmp_path):
+    """Bigger evaluation batches (bucketed, packed, masked) score every review exactly as small ones do."""
+    metrics = {}
+    for size in (8, 256):
+        cfg = make_cfg(
+            "experiment=imdb_lstm",
+            "data.min_freq=1",
+            "data.batch_size=16",
+            "data.val_size=40",
+            "debug=limit",
+            "trainer.limit_val_batches=1.0",
+            "trainer.limit_test_batches=1.0",
+            f"data.eval_batch_size={size}",
+            output_dir=tmp_path / str(size),
+        )
+        metrics[size] = {k: v for k, v in pipeline.train(cfg)[1].items() if k != "wall_time_s"}
+    assert metrics[8] == pytest.approx(metrics[256], rel=1e-5)
+
+
 def test_cache_is_reused_and_rebuilt_when_a_setting_changes(tmp_path, monkeypatch):
     root = make_imdb(tmp_path)
     first = imdb_dm(root)

@@ -27,6 +27,14 @@ def test_views_have_the_right_shapes(data_dir, view, shape):
     assert len(dm.train_set) == 200 and len(dm.val_set) == 40 and len(dm.test_set) == 60
 
 
+def test_evaluation_batches_have_their_own_size(data_dir):
+    dm = setup_dm(data_dir, batch_size=16, eval_batch_size=25)
+    assert [len(y) for _, y in dm.val_dataloader()] == [25, 15]
+    assert [len(y) for _, y in dm.test_dataloader()] == [25, 25, 10]
+    assert {len(y) for _, y in dm.train_dataloader()} == {16, 200 % 16}
+    assert setup_dm(data_dir, batch_size=16).eval_batch_size == 16  # null: the training batch size
+
+
 def test_test_split_keeps_file_order_and_pixels(data_dir):
     dm = setup_dm(data_dir, view="pixels", batch_size=7)
     labels = read_idx(data_dir / "MNIST/raw/t10k-labels-idx1-ubyte.gz")
@@ -123,6 +131,7 @@ def test_download_verifies_the_checksum(tmp_path, monkeypatch):
     [
         ({"view": "columns"}, "view='columns'"),
         ({"batch_size": 0}, "batch_size=0"),
+        ({"eval_batch_size": -1}, "eval_batch_size=-1"),
         ({"train_subset": 0}, "train_subset"),
     ],
 )

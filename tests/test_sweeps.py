@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from seqlab.data.sharding import RankBatches
 from tests.test_reliability import REPO, train_cli
 
 TINY_MNIST = ["experiment=mnist_rnn", "data.val_size=40", "data.batch_size=16", "debug=limit"]
@@ -234,3 +235,17 @@ def test_a_ddp_job_inside_a_multirun_sweep(tmp_path, data_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert [r["status"] for r in read_summary(sweep_dir)] == ["done", "done"]
     assert not (sweep_dir / "2").exists(), "the ranks did not start the sweep again"
+
+
+def test_every_rank_evaluates_something_even_with_fewer_batches_than_ranks():
+    """A rank without evaluation batches would leave the others waiting at the metric sync (a hang)."""
+
+    def one_batch(generator):  # e.g. a small split with eval_batch_size 1000
+        return [list(range(10))]
+
+    shards = [list(RankBatches(one_batch, shuffle=False, rank=r, world=4)) for r in range(4)]
+    assert all(len(shard) == 1 and shard[0] for shard in shards)
+    assert sorted(i for shard in shards for i in shard[0]) == list(range(10)), "each example exactly once"
+    assert [len(RankBatches(one_batch, shuffle=False, rank=r, world=4)) for r in range(4)] == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="3 examples to evaluate cannot be shared by 4 processes"):
+        RankBatches(lambda generator: [[0, 1, 2]], shuffle=False, rank=0, world=4)

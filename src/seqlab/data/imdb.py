@@ -106,6 +106,7 @@ class IMDBDataModule(L.LightningDataModule):
         self,
         data_dir: str,
         batch_size: int = 64,
+        eval_batch_size: int | None = None,
         val_size: int = 2500,
         split_seed: int = 0,
         min_freq: int = 5,
@@ -125,6 +126,8 @@ class IMDBDataModule(L.LightningDataModule):
         super().__init__()
         check_choice("padding_side", padding_side, PADDING_SIDES)
         check_positive(batch_size=batch_size, val_size=val_size, min_freq=min_freq)
+        if eval_batch_size is not None:
+            check_positive(eval_batch_size=eval_batch_size)
         for name, value in (("max_size", max_size), ("max_length", max_length)):
             if value is not None and value <= 0:
                 raise ValueError(f"{name}={value!r} must be positive or null")
@@ -137,6 +140,7 @@ class IMDBDataModule(L.LightningDataModule):
         self.folder = Path(data_dir) / "imdb"
         self.cache_dir = Path(cache_dir) if cache_dir else self.folder / "cache"
         self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
+        self.eval_batch_size = eval_batch_size or batch_size
         self.settings = {
             "min_freq": min_freq,
             "max_size": max_size,
@@ -301,10 +305,11 @@ class IMDBDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         rows, labels = self.splits[split]
+        size = self.batch_size if shuffle else self.eval_batch_size
         if self.bucket:
-            make = bucket_batches(torch.tensor([len(r) for r in rows]), self.batch_size)
+            make = bucket_batches(torch.tensor([len(r) for r in rows]), size)
         else:
-            make = shuffled_batches(len(rows), self.batch_size)
+            make = shuffled_batches(len(rows), size)
         sampler = RankBatches(make, shuffle, self.shuffle_seed, *rank_and_world(self.trainer))
         return DataLoader(
             list(zip(rows, labels, strict=True)),

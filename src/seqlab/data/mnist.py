@@ -106,6 +106,7 @@ class MNISTDataModule(L.LightningDataModule):
         data_dir: str,
         view: str = "rows",
         batch_size: int = 100,
+        eval_batch_size: int | None = None,
         val_size: int = 5000,
         train_subset: int | None = None,
         split_seed: int = 0,
@@ -117,10 +118,13 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         check_choice("view", view, VIEWS)
         check_positive(batch_size=batch_size, val_size=val_size)
+        if eval_batch_size is not None:
+            check_positive(eval_batch_size=eval_batch_size)
         if train_subset is not None:
             check_positive(train_subset=train_subset)
         self.raw_dir = Path(data_dir) / "MNIST" / "raw"
         self.view, self.batch_size, self.val_size = view, batch_size, val_size
+        self.eval_batch_size = eval_batch_size or batch_size
         self.train_subset, self.split_seed, self.permutation_seed = train_subset, split_seed, permutation_seed
         self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
         self.train_set = self.val_set = self.test_set = None
@@ -170,7 +174,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
         # Index whole batches at once (dataset[list]): per-item collation would cost more than the model.
-        batches = shuffled_batches(len(dataset), self.batch_size)
+        batches = shuffled_batches(len(dataset), self.batch_size if shuffle else self.eval_batch_size)
         return DataLoader(
             dataset,
             sampler=RankBatches(batches, shuffle, self.shuffle_seed, *rank_and_world(self.trainer)),

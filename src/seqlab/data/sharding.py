@@ -36,7 +36,9 @@ def shuffled_batches(n: int, batch_size: int) -> MakeBatches:
 
 class RankBatches(Sampler[list[int]]):
     """This rank's batches of an epoch. Training (`shuffle`) drops the last `< world` batches so that every
-    rank takes the same number of steps; evaluation keeps them all (each example is scored exactly once).
+    rank takes the same number of steps; evaluation keeps them all (each example is scored exactly once),
+    split further when there are fewer batches than ranks: a rank with nothing to evaluate would leave
+    the others waiting for it at the end-of-epoch metric sync.
     """
 
     def __init__(
@@ -45,10 +47,25 @@ class RankBatches(Sampler[list[int]]):
         self.make_batches, self.shuffle = make_batches, shuffle
         self.seed, self.rank, self.world = seed or 0, rank, world
         self.epoch = 0
-        self._count = len(make_batches(None))
+        self._count = len(make_batches(None) if shuffle else self._evaluation_batches())
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at each epoch start
         self.epoch = epoch
+
+    def _evaluation_batches(self) -> list[list[int]]:
+        batches = self.make_batches(None)
+        if len(batches) >= self.world:
+            return batches
+        order = [i for batch in batches for i in batch]
+        if len(order) < self.world:
+            raise ValueError(
+                f"{len(order)} examples to evaluate cannot be shared by {self.world} processes: "
+                "every process needs at least one (use fewer devices or a larger split)"
+            )
+        return [
+            order[r * len(order) // self.world : (r + 1) * len(order) // self.world]
+            for r in range(self.world)
+        ]
 
     def _usable(self) -> int:
         return self._count - self._count % self.world if self.shuffle else self._count
@@ -57,6 +74,9 @@ class RankBatches(Sampler[list[int]]):
         return len(range(self.rank, self._usable(), self.world))
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch) if self.shuffle else None
-        batches = self.make_batches(generator)[: self._usable()]
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            batches = self.make_batches(generator)[: self._usable()]
+        else:
+            batches = self._evaluation_batches()
         yield from batches[self.rank :: self.world]

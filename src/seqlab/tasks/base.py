@@ -8,7 +8,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torchmetrics import Metric
 
 from seqlab.checkpointing import rng_state, set_rng_state
 
@@ -92,3 +93,26 @@ class TaskModule(L.LightningModule):
         connector = getattr(self.trainer, "_logger_connector", None)
         if connector is None or getattr(connector, "should_update_logs", True):
             self.log(name, value, on_step=True, on_epoch=False, **kwargs)
+
+
+class MeanNLL(Metric):
+    """Total NLL / total count over a whole split, reduced across ranks: the exact mean loss (per token,
+    whose exp() is the exact perplexity; per example for a classifier's cross-entropy).
+
+    (torchmetrics' MeanMetric either reads a NaN flag back per update, a GPU sync, or with
+    nan_strategy="disable" drops the weights, so a split's short last batch would count as a full one.)
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, nll_sum: Tensor, count: int) -> None:
+        self.total += nll_sum.detach().double()
+        self.count += count
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count.clamp(min=1)).float()

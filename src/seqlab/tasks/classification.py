@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -14,7 +14,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
-from seqlab.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
+from seqlab.tasks.base import MeanNLL, OptimizerFactory, SchedulerFactory, TaskModule
 
 
 class SequenceClassifier(TaskModule):
@@ -35,12 +35,12 @@ class SequenceClassifier(TaskModule):
     ) -> None:
         super().__init__(net, optimizer, scheduler, scheduler_interval, compile, compile_backend)
         n = net.head.out_features
-        # No per-batch input checks (torch.unique, isnan().any()): on a GPU each is a host-device sync,
-        # and the inputs are ours (argmax/softmax of the logits, labels the data module validated).
-        # A non-finite training loss is caught by NonFiniteLossGuard; a NaN eval loss shows as NaN.
+        # No per-batch input checks (torch.unique): on a GPU each is a host-device sync, and the inputs
+        # are ours (argmax/softmax of the logits, labels the data module validated). A non-finite
+        # training loss is caught by NonFiniteLossGuard; a NaN eval loss shows as NaN.
         fast = {"validate_args": False}
         self.train_acc = MulticlassAccuracy(n, average="micro", **fast)
-        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.train_loss = MeanNLL()
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(n, average="micro", **fast),
@@ -51,7 +51,7 @@ class SequenceClassifier(TaskModule):
         self.val_metrics, self.test_metrics = metrics.clone(prefix="val/"), metrics.clone(prefix="test/")
         self.val_confmat = MulticlassConfusionMatrix(n, **fast)
         self.test_confmat = MulticlassConfusionMatrix(n, **fast)
-        self.val_loss, self.test_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
+        self.val_loss, self.test_loss = MeanNLL(), MeanNLL()
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.net(x, mask)
@@ -63,7 +63,7 @@ class SequenceClassifier(TaskModule):
         logits, y = self._logits(batch), batch[1]
         loss = F.cross_entropy(logits, y)
         self.train_acc.update(logits.argmax(-1), y)
-        self.train_loss.update(loss.detach(), len(y))
+        self.train_loss.update(loss.detach() * len(y), len(y))
         self.log_step("train/loss_step", loss, prog_bar=True)
         return loss
 
@@ -78,7 +78,7 @@ class SequenceClassifier(TaskModule):
     def _eval_step(self, batch: tuple[Tensor, ...], stage: str) -> None:
         # Only metric updates per batch (no self.log): logging is done once, at the epoch end.
         logits, y = self._logits(batch), batch[1]
-        getattr(self, f"{stage}_loss").update(F.cross_entropy(logits, y), len(y))
+        getattr(self, f"{stage}_loss").update(F.cross_entropy(logits, y, reduction="sum"), len(y))
         probs = logits.softmax(-1)
         getattr(self, f"{stage}_metrics").update(probs, y)
         getattr(self, f"{stage}_confmat").update(probs, y)

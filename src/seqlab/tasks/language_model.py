@@ -5,32 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import Metric
 
 from seqlab.errors import ConfigError
 from seqlab.models.language_model import RNNLanguageModel, detach_state
 from seqlab.models.recurrent import State
-from seqlab.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
+from seqlab.tasks.base import MeanNLL, OptimizerFactory, SchedulerFactory, TaskModule
 
 LOSS_SCALES = ("token_mean", "sum_time_mean_batch")
-
-
-class MeanNLL(Metric):
-    """Total NLL / total tokens over a whole split (reduced across ranks): exp() of it is the exact perplexity."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, nll_sum: Tensor, count: int) -> None:
-        self.total += nll_sum.detach().double()
-        self.count += count
-
-    def compute(self) -> Tensor:
-        return (self.total / self.count.clamp(min=1)).float()
 
 
 class LanguageModel(TaskModule):
