@@ -3,7 +3,7 @@
 Both train the same model from the same initial weights on the same batches, in this process, in many
 short alternating pairs so that machine noise hits both. Prints samples/s (median repeat) and the median
 of the paired plain/seqlab time ratios (goal: >= 0.95) for the experiment and for a 1 x 8 RNN whose
-~1 ms steps expose the framework's own cost per step (what a GPU would see), then the wall time of
+tiny steps expose the framework's own cost per step (what a GPU would see), then the wall time of
 `seqlab.train experiment=mnist_lstm debug=fdr` from start to exit (goal: < 15 s).
 
     SEQLAB_DATA_DIR=../shared/data python scripts/bench_mnist.py [--batches 30] [--repeats 20]
@@ -105,7 +105,7 @@ def main() -> None:
     )
     add_comparison(
         figures,
-        "train throughput, 1 x 8 rnn (~1 ms steps)",
+        "train throughput, 1 x 8 rnn (tiny steps)",
         samples,
         "samples/s",
         tiny.plain_train,
