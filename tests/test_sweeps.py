@@ -8,6 +8,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqlab.data.sharding import RankBatches
+from seqlab.errors import ConfigError
 from tests.test_reliability import REPO, train_cli
 
 TINY_MNIST = ["experiment=mnist_rnn", "data.val_size=40", "data.batch_size=16", "debug=limit"]
@@ -247,5 +248,5 @@ def test_every_rank_evaluates_something_even_with_fewer_batches_than_ranks():
     assert all(len(shard) == 1 and shard[0] for shard in shards)
     assert sorted(i for shard in shards for i in shard[0]) == list(range(10)), "each example exactly once"
     assert [len(RankBatches(one_batch, shuffle=False, rank=r, world=4)) for r in range(4)] == [1, 1, 1, 1]
-    with pytest.raises(ValueError, match="3 examples to evaluate cannot be shared by 4 processes"):
+    with pytest.raises(ConfigError, match="3 examples to evaluate cannot be shared by 4 processes"):
         RankBatches(lambda generator: [[0, 1, 2]], shuffle=False, rank=0, world=4)

@@ -13,6 +13,8 @@ import lightning as L
 import torch
 from torch.utils.data import Sampler
 
+from seqlab.errors import ConfigError
+
 MakeBatches = Callable[[torch.Generator | None], list[list[int]]]
 
 
@@ -58,7 +60,7 @@ class RankBatches(Sampler[list[int]]):
             return batches
         order = [i for batch in batches for i in batch]
         if len(order) < self.world:
-            raise ValueError(
+            raise ConfigError(
                 f"{len(order)} examples to evaluate cannot be shared by {self.world} processes: "
                 "every process needs at least one (use fewer devices or a larger split)"
             )
