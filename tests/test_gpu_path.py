@@ -26,16 +26,13 @@ DEVICE_READS = {
     "nonzero",
     "masked_select",
 }
-# Reads that stay on the host on a GPU too (see read_site): the data modules build batches on the CPU,
-# and the optimizers keep their step counters there (unless capturable).
-
-
 # Functions that read only on a CPU and take another, read-free path on a GPU.
 CPU_ONLY_READS = {"normalize_logits_if_needed"}  # torchmetrics: torch.where on a GPU
 
 
 def read_site(stack: list[traceback.FrameSummary]) -> str | None:
-    """The innermost frame outside torch that led to a read; None for reads that stay on the host."""
+    """The innermost frame outside torch that led to a read; None for reads that stay on the host on a
+    GPU too: the data modules build batches on the CPU, the optimizers keep their step counters there."""
     for frame in reversed(stack):
         if "/torch/optim/" in frame.filename or frame.name in CPU_ONLY_READS:
             return None
@@ -61,11 +58,18 @@ class DeviceReads(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+SMALL_BATCHES = ["data.batch_size=8", "data.eval_batch_size=8"]  # enough steps in the tiny splits
 TASKS = {
-    "mnist": ["experiment=mnist_lstm", "data.val_size=40", "data.batch_size=8"],
-    "ptb": ["experiment=ptb_lab", "data.batch_size=2", "data.seq_len=6", "model.truncated_bptt_steps=3"],
-    "imdb": ["experiment=imdb_lstm", "data.min_freq=1", "data.batch_size=8", "data.val_size=40"],
-    "imdb_bag": ["experiment=imdb_bag", "data.min_freq=1", "data.batch_size=8", "data.val_size=40"],
+    "mnist": ["experiment=mnist_lstm", "data.val_size=40", *SMALL_BATCHES],
+    "ptb": [
+        "experiment=ptb_lab",
+        "data.batch_size=2",
+        "data.eval_batch_size=2",
+        "data.seq_len=6",
+        "model.truncated_bptt_steps=3",
+    ],
+    "imdb": ["experiment=imdb_lstm", "data.min_freq=1", "data.val_size=40", *SMALL_BATCHES],
+    "imdb_bag": ["experiment=imdb_bag", "data.min_freq=1", "data.val_size=40", *SMALL_BATCHES],
 }
 # Cadenced reads (logging, gradient norms, loss checks) well beyond these runs; the progress bar on.
 QUIET = [
@@ -80,14 +84,18 @@ QUIET = [
 def reads_by_steps(make_cfg, tmp_path: Path, *overrides: str) -> dict[int, Counter[str]]:
     """Device reads by site of the same run cut to 3 and to 9 training steps (and 2 and 4 validation ones)."""
     reads = {}
-    for steps in (3, 9):
+    for steps, val_steps in ((3, 2), (9, 4)):
         cfg = make_cfg(
             *overrides,
             *QUIET,
             f"+trainer.limit_train_batches={steps}",
-            f"+trainer.limit_val_batches={2 + steps // 4}",
+            f"+trainer.limit_val_batches={val_steps}",
             output_dir=tmp_path / str(steps),
         )
+        data = pipeline.build_datamodule(cfg)
+        data.prepare_data()
+        data.setup("fit")
+        assert len(data.train_dataloader()) >= steps and len(data.val_dataloader()) >= val_steps
         with DeviceReads() as mode:
             pipeline.train(cfg)
         reads[steps] = mode.sites
