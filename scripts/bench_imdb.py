@@ -119,24 +119,9 @@ def main() -> None:
     figures.add("load the encoded cache", timings["cache_load_s"], "s", goal="goal < 1 s")
     samples = {name: sum(len(b[1]) for b in setup[2]) for name, setup in runs.items()}
     rate = {name: samples[name] / median(seconds) for name, seconds in fits.items()}
-    add_comparison(
-        figures,
-        "train throughput (bucketed + packed)",
-        samples["bucketed + packed"],
-        "samples/s",
-        run.plain_train,
-        run.seqlab_train,
-        run.control_train,
-    )
-    add_comparison(
-        figures,
-        "eval throughput (bucketed + packed)",
-        val_samples,
-        "samples/s",
-        run.plain_eval,
-        run.seqlab_eval,
-        run.control_eval,
-    )
+    packed = "bucketed + packed"
+    add_comparison(figures, f"train throughput ({packed})", samples[packed], "samples/s", run, "train")
+    add_comparison(figures, f"eval throughput ({packed})", val_samples, "samples/s", run, "eval")
     figures.add(
         "bucketing speed-up over fixed-length padding",
         rate["bucketed + packed"] / rate["fixed-length padding"],

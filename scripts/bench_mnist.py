@@ -64,8 +64,7 @@ def main() -> None:
         batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
         val = list(datamodule.val_dataloader())
         main_run = compare(cfg, datamodule, batches, val, args.repeats)
-        # The same loops on a model so small that a step costs about a millisecond, as on a GPU:
-        # what remains of the difference is the framework's own cost per step.
+        # The same loops on a model so small that, as on a GPU, the framework's own cost per step shows.
         tiny_cfg = bench_cfg(
             args.experiment,
             args.data_dir,
@@ -84,34 +83,9 @@ def main() -> None:
         )
     )
     figures = Figures("mnist")
-    run = main_run
-    add_comparison(
-        figures,
-        "train throughput",
-        samples,
-        "samples/s",
-        run.plain_train,
-        run.seqlab_train,
-        run.control_train,
-    )
-    add_comparison(
-        figures,
-        "eval throughput",
-        val_samples,
-        "samples/s",
-        run.plain_eval,
-        run.seqlab_eval,
-        run.control_eval,
-    )
-    add_comparison(
-        figures,
-        "train throughput, 1 x 8 rnn (tiny steps)",
-        samples,
-        "samples/s",
-        tiny.plain_train,
-        tiny.seqlab_train,
-        tiny.control_train,
-    )
+    add_comparison(figures, "train throughput", samples, "samples/s", main_run, "train")
+    add_comparison(figures, "eval throughput", val_samples, "samples/s", main_run, "eval")
+    add_comparison(figures, "train throughput, 1 x 8 rnn (tiny steps)", samples, "samples/s", tiny, "train")
     per_step = median([t.loop_s - p for p, t in zip(tiny.plain_train, tiny.seqlab_train, strict=True)])
     figures.add(
         "framework cost per training step, 1 x 8 rnn",

@@ -141,17 +141,14 @@ def main() -> None:
         header(f"PTB {args.experiment}: {len(batches)} windows of {cfg.data.batch_size} x {cfg.data.seq_len}")
     )
     figures = Figures("ptb")
-    add_comparison(
-        figures, "train throughput", tokens, "tokens/s", run.plain_train, run.seqlab_train, run.control_train
-    )
+    add_comparison(figures, "train throughput", tokens, "tokens/s", run, "train")
     add_comparison(
         figures,
         f"eval throughput ({len(val)} windows of the valid stream)",
         val_tokens,
         "tokens/s",
-        run.plain_eval,
-        run.seqlab_eval,
-        run.control_eval,
+        run,
+        "eval",
     )
     figures.add("load + vocabulary + batchify", load_s, "s")
     for tbptt in ("35", "null"):

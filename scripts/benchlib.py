@@ -273,24 +273,19 @@ def median(values: list[float]) -> float:
 
 
 def add_comparison(
-    figures: Figures,
-    measure: str,
-    amount: float,
-    unit: str,
-    plain_s: list[float],
-    seqlab: list[Timing],
-    control_s: list[float],
+    figures: Figures, measure: str, amount: float, unit: str, run: Comparison, loop: str
 ) -> None:
-    """Rows of one loop: seqlab and plain throughput (median repeat each) with the median of the paired
-    ratios; the same for the plain loop against itself (the noise control); then the seqlab call's
-    one-off set-up + tear-down seconds, which the loop figures leave out."""
-    loop_s = [t.loop_s for t in seqlab]
+    """Rows of one loop (`train` or `eval`) of `run`: seqlab and plain throughput (median repeat each) with
+    the median of the paired ratios; the same for the plain loop against itself (the noise control); then
+    the seqlab call's one-off set-up + tear-down seconds, which the loop figures leave out."""
+    plain_s, control_s = getattr(run, f"plain_{loop}"), getattr(run, f"control_{loop}")
+    seqlab_s = [t.loop_s for t in getattr(run, f"seqlab_{loop}")]
     figures.add(
         measure,
-        amount / median(loop_s),
+        amount / median(seqlab_s),
         unit,
         amount / median(plain_s),
-        paired_ratio(plain_s, loop_s),
+        paired_ratio(plain_s, seqlab_s),
         RATIO_GOAL,
     )
     figures.add(
@@ -301,8 +296,9 @@ def add_comparison(
         paired_ratio(plain_s, control_s),
         "1.0 but for noise: how far a ratio strays here by chance",
     )
-    call = "fit()" if measure.startswith("train") else "validate()"
-    figures.add(f"{call} set-up + tear-down, outside the loop", median([t.overhead_s for t in seqlab]), "s")
+    call = "fit()" if loop == "train" else "validate()"
+    overheads = [t.overhead_s for t in getattr(run, f"seqlab_{loop}")]
+    figures.add(f"{call} set-up + tear-down, outside the loop", median(overheads), "s")
 
 
 def plain_device(cfg: DictConfig) -> torch.device:
