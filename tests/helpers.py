@@ -63,3 +63,18 @@ class LossReader(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         loss.item()
+
+
+class TrainingBatch(L.Callback):
+    """Publishes the index of the training batch under way, from its start until the next batch starts or
+    the loop turns to validation or the epoch's end (Lightning logs a step after the callbacks' batch end)."""
+
+    current: int | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        TrainingBatch.current = batch_idx
+
+    def _between_batches(self, *args) -> None:
+        TrainingBatch.current = None
+
+    on_validation_start = on_train_epoch_end = on_train_end = _between_batches

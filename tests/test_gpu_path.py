@@ -11,6 +11,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from seqlab import pipeline
+from tests.helpers import TrainingBatch
 
 # Calls that make the host wait for a GPU to finish, when their tensor lives there.
 DEVICE_READS = {
@@ -43,19 +44,42 @@ def read_site(stack: list[traceback.FrameSummary]) -> str | None:
     return None
 
 
+def tensors_in(args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    flat = [*args, *kwargs.values()]
+    flat += [x for a in flat if isinstance(a, (list, tuple)) for x in a]
+    return [t for t in flat if isinstance(t, torch.Tensor)]
+
+
 class DeviceReads(TorchFunctionMode):
-    """Counts device reads by the place (file:line outside torch) that led to them."""
+    """Counts device reads by the place (file:line outside torch) that led to them, and by the training
+    batch under way when a run has the `TrainingBatch` callback.
+
+    A tensor moved to the host (`.cpu()`, itself a read where it is taken) and what is computed from
+    such tensors alone stay on the host on a GPU too: reading them waits for nothing and is not counted.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.sites: Counter[str] = Counter()
+        self.batches: dict[int, Counter[str]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in DEVICE_READS:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        inputs = tensors_in(args, kwargs)
+        on_host = bool(inputs) and all(getattr(t, "_seqlab_on_host", False) for t in inputs)
+        if name in DEVICE_READS and not on_host:
             site = read_site(traceback.extract_stack()[:-1])
             if site is not None:
-                self.sites[f"{func.__name__} at {site}"] += 1
-        return func(*args, **(kwargs or {}))
+                read = f"{name} at {site}"
+                self.sites[read] += 1
+                if TrainingBatch.current is not None:
+                    self.batches.setdefault(TrainingBatch.current, Counter())[read] += 1
+        out = func(*args, **kwargs)
+        if name == "cpu" or on_host:
+            for t in tensors_in((out,), {}):
+                t._seqlab_on_host = True
+        return out
 
 
 SMALL_BATCHES = ["data.batch_size=8", "data.eval_batch_size=8"]  # enough steps in the tiny splits
@@ -81,13 +105,14 @@ QUIET = [
 ]
 
 
-def reads_by_steps(make_cfg, tmp_path: Path, *overrides: str) -> dict[int, Counter[str]]:
-    """Device reads by site of the same run cut to 3 and to 9 training steps (and 2 and 4 validation ones)."""
+def run_reads(
+    make_cfg, tmp_path: Path, runs: tuple[tuple[int, int], ...], *overrides: str
+) -> dict[int, DeviceReads]:
+    """The device reads of one config cut to so many (training, validation) steps, by training steps."""
     reads = {}
-    for steps, val_steps in ((3, 2), (9, 4)):
+    for steps, val_steps in runs:
         cfg = make_cfg(
             *overrides,
-            *QUIET,
             f"+trainer.limit_train_batches={steps}",
             f"+trainer.limit_val_batches={val_steps}",
             output_dir=tmp_path / str(steps),
@@ -98,8 +123,14 @@ def reads_by_steps(make_cfg, tmp_path: Path, *overrides: str) -> dict[int, Count
         assert len(data.train_dataloader()) >= steps and len(data.val_dataloader()) >= val_steps
         with DeviceReads() as mode:
             pipeline.train(cfg)
-        reads[steps] = mode.sites
+        reads[steps] = mode
     return reads
+
+
+def reads_by_steps(make_cfg, tmp_path: Path, *overrides: str) -> dict[int, Counter[str]]:
+    """Device reads by site of the same run cut to 3 and to 9 training steps (and 2 and 4 validation ones)."""
+    runs = run_reads(make_cfg, tmp_path, ((3, 2), (9, 4)), *QUIET, *overrides)
+    return {steps: mode.sites for steps, mode in runs.items()}
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -111,8 +142,43 @@ def test_training_steps_never_wait_for_the_device(make_cfg, tmp_path, task):
     assert grown == {}, "(reads in 3 steps, in 9 steps) of the sites that read per step"
 
 
-def test_the_read_counter_sees_a_per_step_read(make_cfg, tmp_path):
+# Logging and loss checks every 4 steps, the progress bar on; gradient norms read at the first step only.
+EVERY_4_STEPS = [
+    "trainer.max_epochs=1",
+    "trainer.log_every_n_steps=4",
+    "callbacks.nonfinite_loss.every_n_steps=4",
+    "callbacks.grad_norm.every_n_steps=1000",
+    "trainer.enable_progress_bar=true",
+    "+callbacks.batch_index._target_=tests.helpers.TrainingBatch",
+]
+
+
+def reads_between_cadence(make_cfg, tmp_path, *overrides: str) -> dict[int, Counter[str]]:
+    """The device reads, by site, of the training batches of a 12-step run that neither log nor check
+    the loss (every 4th batch does), nor print the first gradient norms (batch 0)."""
+    mode = run_reads(make_cfg, tmp_path, ((12, 2),), *EVERY_4_STEPS, *overrides)[12]
+    assert set(mode.batches) <= set(range(12)) and 3 in mode.batches, "reads of the logging steps are seen"
+    return {i: sites for i, sites in mode.batches.items() if i % 4 not in (0, 3)}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_steps_between_logging_steps_never_wait_for_the_device(make_cfg, tmp_path, task):
+    """Once a step value is logged, the steps after it do not read it back (Lightning converts a
+    progress-bar value to a number on every step: on a GPU a wait per step, unless it lies on the host)."""
+    assert reads_between_cadence(make_cfg, tmp_path, *TASKS[task]) == {}
+
+
+def test_the_cadence_check_sees_a_per_step_read(make_cfg, tmp_path):
     """The check above can fail: a callback reading the loss each step is caught."""
+    reads = reads_between_cadence(
+        make_cfg, tmp_path, *TASKS["mnist"], "+callbacks.reader._target_=tests.helpers.LossReader"
+    )
+    assert set(reads) == {1, 2, 5, 6, 9, 10}
+    assert all(site.startswith("item at helpers.py:") for sites in reads.values() for site in sites), reads
+
+
+def test_the_read_counter_sees_a_per_step_read(make_cfg, tmp_path):
+    """The first check can fail: a callback reading the loss each step is caught."""
     reads = reads_by_steps(
         make_cfg, tmp_path, *TASKS["mnist"], "+callbacks.reader._target_=tests.helpers.LossReader"
     )

@@ -85,14 +85,18 @@ class TaskModule(L.LightningModule):
             set_rng_state(checkpoint["rng_state"])
 
     def log_step(self, name: str, value: torch.Tensor, **kwargs: Any) -> None:
-        """Log a per-step value only on the steps the loggers write (every `log_every_n_steps`).
+        """Log a per-step value only on the steps the loggers write (every `log_every_n_steps`), as a
+        copy on the host.
 
         `self.log` costs about a millisecond of bookkeeping a call, most of a small model's step;
         epoch means are kept in cheap torchmetrics aggregators instead and logged once an epoch.
+        The host copy is read once, here (the loggers would read it anyway): Lightning turns a logged
+        progress-bar value into a number again on every later step of the epoch, which for a value left
+        on a GPU would make each step wait for the device.
         """
         connector = getattr(self.trainer, "_logger_connector", None)
         if connector is None or getattr(connector, "should_update_logs", True):
-            self.log(name, value, on_step=True, on_epoch=False, **kwargs)
+            self.log(name, value.detach().float().cpu(), on_step=True, on_epoch=False, **kwargs)
 
 
 class MeanNLL(Metric):
