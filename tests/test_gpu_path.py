@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections import Counter
 from pathlib import Path
@@ -27,21 +28,29 @@ DEVICE_READS = {
     "nonzero",
     "masked_select",
 }
+# Operations that take tensors from both sides by design: moves (`.data = ` too), packing's lengths.
+MIXING_OPS = {"to", "copy_", "__set__", "_has_compatible_shallow_copy_type", "_pack_padded_sequence"}
 # Functions that read only on a CPU and take another, read-free path on a GPU.
 CPU_ONLY_READS = {"normalize_logits_if_needed"}  # torchmetrics: torch.where on a GPU
 
 
 def read_site(stack: list[traceback.FrameSummary]) -> str | None:
     """The innermost frame outside torch that led to a read; None for reads that stay on the host on a
-    GPU too: the data modules build batches on the CPU, the optimizers keep their step counters there."""
+    GPU too: the optimizers keep their step counters there."""
     for frame in reversed(stack):
         if "/torch/optim/" in frame.filename or frame.name in CPU_ONLY_READS:
             return None
         if "/torch/" not in frame.filename:
-            return (
-                None if "/seqlab/data/" in frame.filename else f"{Path(frame.filename).name}:{frame.lineno}"
-            )
+            return f"{Path(frame.filename).name}:{frame.lineno}"
     return None
+
+
+def called_from_data_modules() -> bool:
+    """Whether the innermost frame outside torch is seqlab's data code, which builds batches on the host."""
+    frame = sys._getframe(2)
+    while frame is not None and "/torch/" in frame.f_code.co_filename:
+        frame = frame.f_back
+    return frame is not None and "/seqlab/data/" in frame.f_code.co_filename
 
 
 def tensors_in(args: tuple, kwargs: dict) -> list[torch.Tensor]:
@@ -51,11 +60,13 @@ def tensors_in(args: tuple, kwargs: dict) -> list[torch.Tensor]:
 
 
 class DeviceReads(TorchFunctionMode):
-    """Counts device reads by the place (file:line outside torch) that led to them, and by the training
-    batch under way when a run has the `TrainingBatch` callback.
+    """A CPU run seen as a GPU one: counts the device reads by the place (file:line outside torch) that
+    led to them, and by the training batch under way when the run has the `TrainingBatch` callback.
 
-    A tensor moved to the host (`.cpu()`, itself a read where it is taken) and what is computed from
-    such tensors alone stay on the host on a GPU too: reading them waits for nothing and is not counted.
+    Where tensors would lie on a GPU: on the host, what the data modules build, what `.cpu()` returns and
+    what is computed from host tensors alone (reading them waits for nothing and is not counted); on the
+    device, what `.to(device)` moves there and everything else. An operation that mixes host tensors
+    (other than 0-dim ones) with device ones fails, as it would on a GPU.
     """
 
     def __init__(self) -> None:
@@ -67,7 +78,12 @@ class DeviceReads(TorchFunctionMode):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         inputs = tensors_in(args, kwargs)
-        on_host = bool(inputs) and all(getattr(t, "_seqlab_on_host", False) for t in inputs)
+        host = [getattr(t, "_seqlab_on_host", False) for t in inputs]
+        on_host = bool(inputs) and all(host)
+        if any(host) and not on_host and name not in MIXING_OPS:
+            mixed = [tuple(t.shape) for t, h in zip(inputs, host, strict=True) if h and t.dim()]
+            if mixed:
+                raise RuntimeError(f"{name}: host tensors of shapes {mixed} meet device tensors")
         if name in DEVICE_READS and not on_host:
             site = read_site(traceback.extract_stack()[:-1])
             if site is not None:
@@ -76,13 +92,19 @@ class DeviceReads(TorchFunctionMode):
                 if TrainingBatch.current is not None:
                     self.batches.setdefault(TrainingBatch.current, Counter())[read] += 1
         out = func(*args, **kwargs)
-        if name == "cpu" or on_host:
+        if name in ("to", "cpu") and inputs and out is inputs[0]:
+            out = out.clone()  # on a GPU a move makes a new tensor; here it would be the same one
+        to_device = name == "to" and any(
+            isinstance(a, (torch.device, str)) for a in (*args[1:], *kwargs.values())
+        )
+        if to_device or name in ("cpu", "numpy") or on_host or called_from_data_modules():
             for t in tensors_in((out,), {}):
-                t._seqlab_on_host = True
+                t._seqlab_on_host = not to_device
         return out
 
 
 SMALL_BATCHES = ["data.batch_size=8", "data.eval_batch_size=8"]  # enough steps in the tiny splits
+IMDB = ["experiment=imdb_lstm", "data.min_freq=1", "data.val_size=40", *SMALL_BATCHES]
 TASKS = {
     "mnist": ["experiment=mnist_lstm", "data.val_size=40", *SMALL_BATCHES],
     "ptb": [
@@ -92,8 +114,12 @@ TASKS = {
         "data.seq_len=6",
         "model.truncated_bptt_steps=3",
     ],
-    "imdb": ["experiment=imdb_lstm", "data.min_freq=1", "data.val_size=40", *SMALL_BATCHES],
+    "imdb": IMDB,
     "imdb_bag": ["experiment=imdb_bag", "data.min_freq=1", "data.val_size=40", *SMALL_BATCHES],
+    # Packed both ways, masked by hand, attention: each takes the mask from the host.
+    "imdb_bilstm_max": [*IMDB, "model.net.bidirectional=true", "model.net.pooling=max"],
+    "imdb_own_rnn": [*IMDB, "model.net.cell=own_rnn", "model.net.bidirectional=true"],
+    "imdb_transformer_mean": [*IMDB, "model.net.cell=transformer", "model.net.pooling=mean"],
 }
 # Cadenced reads (logging, gradient norms, loss checks) well beyond these runs; the progress bar on.
 QUIET = [

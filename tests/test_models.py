@@ -52,6 +52,29 @@ def test_padding_never_enters_the_recurrence(cell, side, bidirectional):
     torch.testing.assert_close(out[1, real], alone_out[0])
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_packed_rows_keep_their_order_and_their_states(cell):
+    """The packed (bidirectional) path sorts rows by length and back: each row, out of length order here,
+    gets its own outputs and initial and final states, every layer's, as if run alone."""
+    torch.manual_seed(0)
+    enc = RecurrentEncoder(4, 6, num_layers=2, cell=cell, bidirectional=True).eval()
+    lengths = [3, 9, 6]
+    x = torch.randn(3, 9, 4)
+    mask = torch.arange(9) < torch.tensor(lengths)[:, None]
+    h0 = torch.randn(4, 3, 6)
+    state = (h0, torch.randn(4, 3, 6)) if cell == "lstm" else h0
+
+    def row(s, i):
+        return tuple(t[:, i : i + 1] for t in s) if isinstance(s, tuple) else s[:, i : i + 1]
+
+    out, final = enc(x, mask, state)
+    for i, n in enumerate(lengths):
+        alone_out, alone = enc(x[i : i + 1, :n], None, row(state, i))
+        torch.testing.assert_close(out[i, :n], alone_out[0])
+        torch.testing.assert_close(out[i, n:], torch.zeros(9 - n, 12))
+        torch.testing.assert_close(row(final, i), alone)
+
+
 def test_masked_pooling_ignores_padding():
     torch.manual_seed(0)
     for pooling in ("mean", "max"):

@@ -95,7 +95,8 @@ def bucket_batches(lengths: Tensor, batch_size: int, pool: int = 50) -> MakeBatc
 
 
 class IMDBDataModule(L.LightningDataModule):
-    """Reviews -> word ids (`<pad>`=0, `<unk>`=1) -> padded batches `(ids, labels, mask)`.
+    """Reviews -> word ids (`<pad>`=0, `<unk>`=1) -> padded batches `(ids, labels, mask)`, whose mask stays
+    on the host when the rest goes to a GPU.
 
     The vocabulary comes from the training reviews only (minus the seeded, stratified validation part).
     The encoded data is cached under `cache_dir` (default `<data_dir>/imdb/cache`), keyed by the pipeline
@@ -302,6 +303,12 @@ class IMDBDataModule(L.LightningDataModule):
     def collate_batch(self, items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
         ids, mask = self.collate([row for row, _ in items])
         return ids, torch.stack([label for _, label in items]), mask
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # Ids and labels go to the device; the mask stays on the host (the models move it on): packing
+        # needs the row lengths there, and reading them from a mask on a GPU would wait for the device.
+        ids, labels, mask = batch
+        return (*super().transfer_batch_to_device((ids, labels), device, dataloader_idx), mask)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         rows, labels = self.splits[split]

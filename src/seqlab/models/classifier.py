@@ -15,6 +15,7 @@ class SequenceClassifierNet(nn.Module):
 
     Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`).
     Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`.
+    The mask may lie on the host while the inputs are on a GPU.
     `num_heads` and `positions` configure the transformer encoder.
     """
 
@@ -58,6 +59,8 @@ class SequenceClassifierNet(nn.Module):
         if self.embedding is not None:
             x = self.embedding(x)
         out, state = self.encoder(x, mask)
+        if mask is not None:
+            mask = mask.to(out.device, non_blocking=True)  # it may come from the host
         if self.pooling == "last":
             pooled = self.encoder.pool_last(out, state, mask)
         elif mask is None:

@@ -77,10 +77,18 @@ class OwnRNN(nn.Module):
         return x, torch.stack(finals)
 
 
+def reorder_rows(state: State | None, index: Tensor) -> State | None:
+    """A recurrent state, (layers x directions, B, H) or an LSTM's pair of them, with its rows picked."""
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, index) for s in state)
+    return None if state is None else state.index_select(1, index)
+
+
 class RecurrentEncoder(nn.Module):
     """One encoder over `rnn | lstm | gru | own_rnn`, batch-first.
 
-    forward(x, mask, state) -> (outputs, state). `mask` (B, T, True on real steps) marks padding. With
+    forward(x, mask, state) -> (outputs, state). `mask` (B, T, True on real steps) marks padding; it may lie
+    on the host while x is on a GPU (packing reads the lengths there without waiting for the GPU). With
     `pack` (the default) padding never reaches a real step's output or the top layer's final hidden
     state, on either side: bidirectional fused cells run on a packed batch, unidirectional ones run
     causally over right-aligned rows (exact, and faster than packing), `own_rnn` skips padded steps.
@@ -125,13 +133,15 @@ class RecurrentEncoder(nn.Module):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, state: State | None = None
     ) -> tuple[Tensor, State]:
-        if mask is not None and not self.pack:
-            mask = None
-        if self.cell == "own_rnn":
-            return self.rnn(x, state, mask)
-        if mask is None:
+        if mask is None or not self.pack:
             return self.rnn(x, state)
+        if self.cell == "own_rnn":
+            return self.rnn(x, state, mask.to(x.device, non_blocking=True))
         lengths = mask.sum(1).clamp(min=1)  # an empty row keeps one pad step
+        # Packing needs the lengths on the host: taken from a mask there (where the data modules keep
+        # it), they make nothing wait for a GPU; from a mask on a GPU, .cpu() waits for it.
+        host_lengths = lengths.cpu() if self.num_directions == 2 else None
+        mask, lengths = mask.to(x.device, non_blocking=True), lengths.to(x.device, non_blocking=True)
         # Left-padded rows are rotated so that their tokens come first, and back afterwards; right-padded
         # rows by 0. (Asking first whether any row needs it would stall a GPU every batch.)
         steps = torch.arange(x.size(1), device=x.device)
@@ -149,12 +159,20 @@ class RecurrentEncoder(nn.Module):
             state = (h, state[1]) if isinstance(state, tuple) else h
             out = out * (steps < lengths[:, None])[..., None]
         else:  # the reverse direction starts at the end: pack so that it starts at each row's true end
-            # (packing needs the lengths on the CPU: one unavoidable device read per batch)
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, state = self.rnn(packed, state)
-            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+            out, state = self._run_packed(x, host_lengths, state)
         out = out.gather(1, ((steps - shift) % x.size(1))[..., None].expand_as(out))
         return out, state
+
+    def _run_packed(self, x: Tensor, host_lengths: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """The fused cell over the packed rows. The rows are put in order of length, and back, with
+        indices made on the host (torch's own reordering reads its indices back from the device)."""
+        order = host_lengths.argsort(descending=True)
+        sorted_lengths, back = host_lengths[order], order.argsort()
+        order, back = order.to(x.device, non_blocking=True), back.to(x.device, non_blocking=True)
+        packed = pack_padded_sequence(x.index_select(0, order), sorted_lengths, batch_first=True)
+        out, state = self.rnn(packed, reorder_rows(state, order))
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return out.index_select(0, back), reorder_rows(state, back)
 
     def last_hidden(self, state: State) -> Tensor:
         """The top layer's final hidden state, both directions concatenated: (B, output_dim)."""

@@ -118,6 +118,7 @@ class TransformerEncoder(nn.Module):
             attn_mask = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
         padding = None
         if mask is not None:
+            mask = mask.to(x.device, non_blocking=True)  # it may come from the host
             padding = ~torch.cat([mask.new_ones(mask.size(0), past), mask], dim=1)
             padding[:, 0] &= padding.all(1).logical_not()  # an all-padding row attends to its first step
         for block in self.blocks:
