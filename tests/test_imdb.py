@@ -221,6 +221,12 @@ def test_predict_on_a_saved_checkpoint(trained_bag, make_cfg, tmp_path, capsys):
     assert metrics["val/acc"] > 0.8  # the tiny corpus is easy: two sentiment words a review
     out = predict(make_cfg(f"ckpt_path={ckpt}", "text='A wonderful, superb film'", config_name="predict"))
     assert out[0][0] == "pos" and 0.5 < out[0][1] <= 1.0
+    several = predict(
+        make_cfg(f"ckpt_path={ckpt}", "text=['superb, wonderful','awful, boring']", config_name="predict")
+    )
+    assert [label for label, _ in several] == ["pos", "neg"]
+    with pytest.raises(ConfigError, match="holds no reviews"):
+        predict(make_cfg(f"ckpt_path={ckpt}", "text=[]", config_name="predict"))
     reviews = tmp_path / "reviews.txt"
     reviews.write_text("an awful boring waste\n\n loved it, great fun \n")
     labels = [

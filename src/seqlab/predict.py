@@ -1,11 +1,12 @@
-"""`python -m seqlab.predict ckpt_path=... text="..."` (or `file=` with one review per line)."""
+"""`python -m seqlab.predict ckpt_path=... text="..."` (or a list `text='["...","..."]'`, or `file=` with one
+review per line)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seqlab.config import CONF_DIR
 from seqlab.errors import ConfigError, DataError
@@ -14,9 +15,14 @@ from seqlab.train import run
 
 def read_reviews(cfg: DictConfig) -> list[str]:
     if (cfg.text is None) == (cfg.file is None):
-        raise ConfigError('give exactly one of text="..." or file=<path, one review per line>')
+        raise ConfigError(
+            'give exactly one of text="...", text=\'["...","..."]\' or file=<path, one review per line>'
+        )
     if cfg.text is not None:
-        return [str(cfg.text)]
+        reviews = [str(t) for t in cfg.text] if OmegaConf.is_list(cfg.text) else [str(cfg.text)]
+        if not reviews:
+            raise ConfigError("text=[] holds no reviews: give one or more, e.g. text='[\"Great film\"]'")
+        return reviews
     path = Path(cfg.file)
     if not path.is_file():
         raise DataError(f"file={str(path)!r}: no such file")
