@@ -6,12 +6,14 @@ import sys
 import traceback
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
 from seqlab import pipeline
+from seqlab.data.sharding import pin_memory
 from tests.helpers import TrainingBatch
 
 # Calls that make the host wait for a GPU to finish, when their tensor lives there.
@@ -210,6 +212,26 @@ def test_the_read_counter_sees_a_per_step_read(make_cfg, tmp_path):
     )
     grown = {site for site in reads[9] if reads[9][site] > reads[3][site]}
     assert grown and all(site.startswith("item at helpers.py:") for site in grown), grown
+
+
+@pytest.mark.parametrize("task", ["mnist", "ptb", "imdb"])
+def test_batches_are_pinned_when_a_gpu_trains(make_cfg, task):
+    """`data.pin_memory=null` (the default) pins on a GPU only; true or false is kept as set."""
+
+    def trainer_on(device: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            strategy=SimpleNamespace(root_device=torch.device(device)), global_rank=0, world_size=1
+        )
+
+    data = pipeline.build_datamodule(make_cfg(*TASKS[task]))
+    data.prepare_data()
+    data.setup("fit")
+    pinned = {}
+    for device in ("cuda", "cpu"):
+        data.trainer = trainer_on(device)
+        pinned[device] = (data.train_dataloader().pin_memory, data.val_dataloader().pin_memory)
+    assert pinned == {"cuda": (True, True), "cpu": (False, False)}
+    assert pin_memory(False, trainer_on("cuda")) is False and pin_memory(True, None) is True
 
 
 @pytest.mark.parametrize("task", ["mnist", "ptb", "imdb_bag"])

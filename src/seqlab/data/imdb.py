@@ -20,7 +20,14 @@ from torch.utils.data import DataLoader
 from seqlab.checks import check_choice, check_positive
 from seqlab.data import text
 from seqlab.data.files import download
-from seqlab.data.sharding import MakeBatches, RankBatches, chunks, rank_and_world, shuffled_batches
+from seqlab.data.sharding import (
+    MakeBatches,
+    RankBatches,
+    chunks,
+    pin_memory,
+    rank_and_world,
+    shuffled_batches,
+)
 from seqlab.data.vocab import Vocabulary
 from seqlab.errors import DataError
 
@@ -122,7 +129,7 @@ class IMDBDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         shuffle_seed: int | None = 0,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         check_choice("padding_side", padding_side, PADDING_SIDES)
@@ -323,7 +330,7 @@ class IMDBDataModule(L.LightningDataModule):
             batch_sampler=sampler,
             collate_fn=self.collate_batch,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=pin_memory(self.pin_memory, self.trainer),
             persistent_workers=self.num_workers > 0,
         )
 

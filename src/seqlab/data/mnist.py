@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from seqlab.checks import check_choice, check_positive
 from seqlab.data.files import DataError, ensure_files
-from seqlab.data.sharding import RankBatches, rank_and_world, shuffled_batches
+from seqlab.data.sharding import RankBatches, pin_memory, rank_and_world, shuffled_batches
 
 VIEWS = ("rows", "pixels", "permuted_pixels")
 MIRRORS = [
@@ -113,7 +113,7 @@ class MNISTDataModule(L.LightningDataModule):
         permutation_seed: int = 0,
         shuffle_seed: int | None = 0,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         check_choice("view", view, VIEWS)
@@ -180,7 +180,7 @@ class MNISTDataModule(L.LightningDataModule):
             sampler=RankBatches(batches, shuffle, self.shuffle_seed, *rank_and_world(self.trainer)),
             batch_size=None,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=pin_memory(self.pin_memory, self.trainer),
             persistent_workers=self.num_workers > 0,
         )
 

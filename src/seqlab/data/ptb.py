@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from seqlab.checks import check_positive
 from seqlab.data.files import DataError, ensure_files
-from seqlab.data.sharding import rank_and_world
+from seqlab.data.sharding import pin_memory, rank_and_world
 from seqlab.data.vocab import UNK, Vocabulary
 
 EOS = "<eos>"
@@ -76,7 +76,7 @@ class PTBDataModule(L.LightningDataModule):
         seq_len: int = 35,
         eval_batch_size: int = 10,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         check_positive(batch_size=batch_size, seq_len=seq_len, eval_batch_size=eval_batch_size)
@@ -120,7 +120,11 @@ class PTBDataModule(L.LightningDataModule):
         windows = StreamWindows(self._streams(split, batch_size), self.seq_len)
         # batch_size=None: a dataset item is already a batch; never shuffled, the hidden state flows on.
         return DataLoader(
-            windows, batch_size=None, shuffle=False, num_workers=self.num_workers, pin_memory=self.pin_memory
+            windows,
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=pin_memory(self.pin_memory, self.trainer),
         )
 
     def train_dataloader(self) -> DataLoader:

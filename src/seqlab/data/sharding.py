@@ -22,6 +22,14 @@ def rank_and_world(trainer: L.Trainer | None) -> tuple[int, int]:
     return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
 
+def pin_memory(setting: bool | None, trainer: L.Trainer | None) -> bool:
+    """A data module's `pin_memory`; null pins the batches when the trainer runs on a GPU (page-locked
+    memory makes the copies asynchronous) and not otherwise (pinning needs one)."""
+    if setting is not None:
+        return setting
+    return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+
 def chunks(order: torch.Tensor, size: int) -> list[list[int]]:
     return [order[i : i + size].tolist() for i in range(0, len(order), size)]
 
