@@ -32,6 +32,7 @@ from benchlib import (
     plain_classifier_loop,
     prepared_datamodule,
     startup_time,
+    steady_allocator,
 )
 
 from seqlab import pipeline
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=8)
     add_common_args(parser)
     args = parser.parse_args()
+    steady_allocator()
 
     with tempfile.TemporaryDirectory() as out:
         fixed = ("data.bucket=false", "data.pad_to_max_length=true")

@@ -29,6 +29,7 @@ from benchlib import (
     plain_classifier_loop,
     prepared_datamodule,
     startup_time,
+    steady_allocator,
 )
 
 
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     add_common_args(parser)
     args = parser.parse_args()
+    steady_allocator()
 
     with tempfile.TemporaryDirectory() as out:
         cfg = bench_cfg(

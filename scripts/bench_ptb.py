@@ -31,6 +31,7 @@ from benchlib import (
     plain_device,
     prepared_datamodule,
     startup_time,
+    steady_allocator,
     to_device,
 )
 
@@ -108,6 +109,7 @@ def main() -> None:
         tbptt, window, n = args.memory_probe
         print(json.dumps(memory_probe(args.data_dir, tbptt, int(window), int(n))))
         return
+    steady_allocator()
 
     with tempfile.TemporaryDirectory() as out:
         cfg = bench_cfg(args.experiment, args.data_dir, out, *args.overrides)

@@ -13,7 +13,15 @@ import copy
 import tempfile
 
 import torch
-from benchlib import Figures, add_common_args, bench_cfg, header, lightning_fit, prepared_datamodule
+from benchlib import (
+    Figures,
+    add_common_args,
+    bench_cfg,
+    header,
+    lightning_fit,
+    prepared_datamodule,
+    steady_allocator,
+)
 
 from seqlab import pipeline
 
@@ -26,6 +34,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=3)
     add_common_args(parser)
     args = parser.parse_args()
+    steady_allocator()
     print(header(f"PTB scaling, {args.experiment}: {args.windows} windows per setting"))
     figures = Figures("ptb_scaling")
     table = {}

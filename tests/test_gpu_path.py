@@ -99,7 +99,7 @@ class DeviceReads(TorchFunctionMode):
         to_device = name == "to" and any(
             isinstance(a, (torch.device, str)) for a in (*args[1:], *kwargs.values())
         )
-        if to_device or name in ("cpu", "numpy") or on_host or called_from_data_modules():
+        if to_device or name == "cpu" or on_host or called_from_data_modules():
             for t in tensors_in((out,), {}):
                 t._seqlab_on_host = not to_device
         return out
