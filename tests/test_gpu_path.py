@@ -106,7 +106,8 @@ class DeviceReads(TorchFunctionMode):
 
 
 SMALL_BATCHES = ["data.batch_size=8", "data.eval_batch_size=8"]  # enough steps in the tiny splits
-IMDB = ["experiment=imdb_lstm", "data.min_freq=1", "data.val_size=40", *SMALL_BATCHES]
+IMDB_DATA = ["data.min_freq=1", "data.val_size=40", *SMALL_BATCHES]
+IMDB = ["experiment=imdb_lstm", *IMDB_DATA]
 TASKS = {
     "mnist": ["experiment=mnist_lstm", "data.val_size=40", *SMALL_BATCHES],
     "ptb": [
@@ -117,7 +118,7 @@ TASKS = {
         "model.truncated_bptt_steps=3",
     ],
     "imdb": IMDB,
-    "imdb_bag": ["experiment=imdb_bag", "data.min_freq=1", "data.val_size=40", *SMALL_BATCHES],
+    "imdb_bag": ["experiment=imdb_bag", *IMDB_DATA],
     # Packed both ways, masked by hand, attention: each takes the mask from the host.
     "imdb_bilstm_max": [*IMDB, "model.net.bidirectional=true", "model.net.pooling=max"],
     "imdb_own_rnn": [*IMDB, "model.net.cell=own_rnn", "model.net.bidirectional=true"],
