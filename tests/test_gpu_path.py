@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import traceback
 from collections import Counter
@@ -256,3 +258,38 @@ def test_compiled_model_trains_and_keeps_the_checkpoint_keys(make_cfg, tmp_path,
     task_module = pipeline.build_task(cfg, pipeline.build_datamodule(cfg))
     state = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)
     assert set(state["state_dict"]) == set(task_module.state_dict())
+
+
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2"}  # oneDNN as on a CPU without AVX-512 and bf16 kernels
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_bf16_mixed_precision_runs_recurrent_cells_on_cpus_without_bf16_kernels(bidirectional):
+    """Run where oneDNN is held to AVX2: its bf16 LSTM fails there ("could not create a primitive
+    descriptor"); the cell must run in float32 inside CPU autocast, packed or not."""
+    script = f"""
+import torch
+from seqlab.models import SequenceClassifierNet
+net = SequenceClassifierNet(num_classes=2, vocab_size=50, embed_dim=8, hidden_dim=8, bidirectional={bidirectional})
+ids = torch.randint(2, 50, (3, 7)); mask = torch.ones(3, 7, dtype=torch.bool); mask[0, 4:] = False
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    logits = net(ids, mask)
+logits.float().sum().backward()
+print("ok", logits.dtype)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **AVX2_ONLY}
+    )
+    assert result.returncode == 0 and "ok torch.bfloat16" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("task", ["mnist", "ptb"])
+def test_bf16_mixed_precision_trains_on_cpus_without_bf16_kernels(task, tmp_path, data_dir, monkeypatch):
+    """`make test` on an AVX2-only CPU: `trainer.precision=bf16-mixed` trains end to end there too."""
+    from tests.test_reliability import metrics_of, train_cli
+
+    for name, value in AVX2_ONLY.items():
+        monkeypatch.setenv(name, value)
+    result = train_cli([*TASKS[task], "debug=limit", "trainer.precision=bf16-mixed"], tmp_path, data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics_of(tmp_path).values())

@@ -289,3 +289,49 @@ def test_fixed_length_padding_holds_rows_longer_than_max_length(data_dir):
     for ids, _, mask in dm.val_dataloader():
         assert ids.shape[1] == max(10, int(mask.sum(1).max()))
         assert torch.equal(mask, ids != 0)
+
+
+def test_predict_reads_one_review_per_line_whatever_unicode_line_separators_they_hold(
+    trained_bag, make_cfg, tmp_path, capsys
+):
+    """IMDB's own reviews hold U+0085 (its ellipsis), U+2028 and friends: str.splitlines() splits there too."""
+    ckpt, _ = trained_bag
+    lines = ["loved it\u0085 great fun", "awful\u2028boring waste", "superb\x1cwonderful\x1dfilm", "dull\r"]
+    (tmp_path / "reviews.txt").write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
+    out = predict(make_cfg(f"ckpt_path={ckpt}", f"file={tmp_path / 'reviews.txt'}", config_name="predict"))
+    assert len(out) == 4 and "4 reviews read" in capsys.readouterr().out
+
+
+def test_predict_on_a_csv_reports_accuracy_and_writes_a_csv(trained_bag, make_cfg, tmp_path, capsys):
+    import csv
+
+    ckpt, _ = trained_bag
+    with open(tmp_path / "in.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(
+            [["label", "text"], ["pos", "superb,\nwonderful"], ["0", "awful boring"], ["1", "awful"]]
+        )
+    out = tmp_path / "predictions.csv"
+    predict(make_cfg(f"ckpt_path={ckpt}", f"file={tmp_path / 'in.csv'}", f"out={out}", config_name="predict"))
+    printed = capsys.readouterr().out
+    assert "3 reviews read" in printed and "accuracy: 0.6667 (2 of 3)" in printed
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["text"] for r in rows] == ["superb,\nwonderful", "awful boring", "awful"]
+    assert [r["label"] for r in rows] == ["pos", "neg", "neg"] and all(
+        0.5 <= float(r["probability"]) <= 1 for r in rows
+    )
+    (tmp_path / "nolabel.csv").write_text("text\nsuperb wonderful\n")
+    predict(make_cfg(f"ckpt_path={ckpt}", f"file={tmp_path / 'nolabel.csv'}", config_name="predict"))
+    assert "accuracy" not in capsys.readouterr().out
+
+
+def test_course_split_pools_all_reviews_seventy_ten_twenty(data_dir):
+    dm = imdb_dm(data_dir, split="course")
+    sizes = {name: len(dm.splits[name][0]) for name in ("train", "val", "test")}
+    assert sizes == {"train": 182, "val": 26, "test": 52}  # 260 reviews: 200 train.csv + 60 test.csv
+    official = imdb_dm(data_dir)
+    assert len(official.splits["test"][0]) == 60
+    other_seed = imdb_dm(data_dir, split="course", split_seed=1)
+    assert not torch.equal(other_seed.splits["test"][1], dm.splits["test"][1])
+    with pytest.raises(ValueError, match="split='pooled' is not supported; allowed: official, course"):
+        imdb_dm(data_dir, split="pooled")

@@ -8,9 +8,11 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader
 
 from seqlab import pipeline
+from seqlab.callbacks import GradNormMonitor
 from seqlab.data import DataError, PTBDataModule, Vocabulary
 from seqlab.data.ptb import EOS, batchify, read_words
 from seqlab.embeddings import embeddings
@@ -149,8 +151,8 @@ def test_clipping_bounds_the_update_under_manual_optimization():
         RNNLanguageModel(10, 4, 4, 1),
         optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
         truncated_bptt_steps=None,
+        gradient_clip_val=1e-3,  # a hand-built task clips too: the setting is its own
     )
-    task.gradient_clip_val = 1e-3
     before = torch.cat([p.detach().flatten().clone() for p in task.parameters()])
     one_window_fit(task)
     after = torch.cat([p.detach().flatten() for p in task.parameters()])
@@ -163,11 +165,74 @@ def test_scheduler_and_accumulation_under_manual_optimization():
         optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
         scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5),
         truncated_bptt_steps=2,
+        accumulate_grad_batches=3,  # 3 chunks of 2 steps: one optimizer step per window
     )
-    task.accumulate_grad_batches = 3  # 3 chunks of 2 steps: one optimizer step per window
     one_window_fit(task, steps=2, epochs=3)
     assert task.trainer.global_step == 2 * 3
     assert task.optimizers().param_groups[0]["lr"] == pytest.approx(0.125)
+
+
+def test_an_epochs_accumulation_remainder_is_stepped_on_not_dropped():
+    """3 chunks an epoch, accumulating 2: a step after chunk 2 and one on chunk 3 at the epoch's end."""
+    task = LanguageModel(
+        RNNLanguageModel(10, 4, 4, 1),
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.1),
+        truncated_bptt_steps=2,
+        accumulate_grad_batches=2,
+    )
+    updates = []
+    count = L.Callback()
+    count.on_before_optimizer_step = lambda trainer, module, opt: updates.append(trainer.current_epoch)
+    one_window_fit(task, steps=1, epochs=2, callbacks=[count])
+    assert updates == [0, 0, 1, 1], "the third chunk's gradients were dropped at the next epoch start"
+    assert task.trainer.global_step == 4
+
+
+class CapturedMetrics(Logger):
+    """An in-memory logger: what the callbacks wrote, step by step."""
+
+    name, version = "captured", 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, float]] = []
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.rows.append(dict(metrics))
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+
+def test_language_model_gradient_norms_are_logged_before_clipping():
+    torch.manual_seed(0)
+    clip = 1e-4
+    task = LanguageModel(
+        RNNLanguageModel(10, 4, 4, 1),
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.0),
+        truncated_bptt_steps=None,
+        gradient_clip_val=clip,
+    )
+    captured = CapturedMetrics()
+    one_window_fit(task, logger=captured, callbacks=[GradNormMonitor(every_n_steps=1, params=["*"])])
+    norms = {k: v for row in captured.rows for k, v in row.items() if k.endswith("/l2")}
+    total = math.sqrt(sum(v**2 for v in norms.values()))
+    assert total > 100 * clip, f"logged norms {total:.2e} are the clipped ones (clip {clip})"
+    clipped = math.sqrt(sum(p.grad.norm().item() ** 2 for p in task.parameters() if p.grad is not None))
+    assert clipped == 0.0 or clipped <= clip * 1.001  # the step itself used the clipped gradients
+
+
+def test_free_running_carries_own_predictions_across_chunks_and_batches():
+    torch.manual_seed(0)
+    net = RNNLanguageModel(10, 4, 4, 1)
+    inputs = []
+    net.embedding.register_forward_hook(lambda m, args, out: inputs.append(args[0].clone()))
+    task = LanguageModel(net, optimizer=lambda p: torch.optim.SGD(p, lr=0.0), teacher_forcing_ratio=0.0)
+    task.train()
+    first, second = torch.randint(0, 10, (2, 3)), torch.randint(0, 10, (2, 3))
+    logits, state = task.forward_chunk(first, None)
+    task.forward_chunk(second, state)  # the next chunk (or batch) of the same streams
+    assert torch.equal(inputs[3][:, 0], logits[:, -1].argmax(-1)), "the chunk began with the true word"
 
 
 def test_free_running_feeds_back_own_predictions():

@@ -23,7 +23,7 @@ def attack(cfg: DictConfig) -> dict[str, dict[str, float]]:
         raise ConfigError(f"n={cfg.n} must be positive and targets={cfg.targets} within 0..9")
     torch.manual_seed(cfg.seed)
     _, datamodule, task = restore_for_tool(
-        cfg.ckpt_path,
+        cfg,
         "attacks need a digit classifier checkpoint, e.g. from experiment=mnist_lstm",
         lambda task, dm: isinstance(task, SequenceClassifier) and isinstance(dm, MNISTDataModule),
     )

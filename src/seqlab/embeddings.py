@@ -16,7 +16,7 @@ def embeddings(cfg: DictConfig) -> dict:
     from seqlab.tools.embeddings import check_words, distances, nearest
 
     _, datamodule, task = restore_for_tool(
-        cfg.ckpt_path,
+        cfg,
         "the embeddings tool needs a model with a token embedding: a language model or text classifier",
         lambda task, datamodule: (
             hasattr(task.net, "embedding") and getattr(datamodule, "vocab", None) is not None

@@ -55,10 +55,14 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> TaskModule:
     """The task module with its net sized by the data (`datamodule.dims`), plus run metadata."""
+    try:  # reading dims may set the data up: a setting that fails there is named in one line too
+        dims = datamodule.dims
+    except ValueError as err:
+        raise err if isinstance(err, ConfigError) else ConfigError(f"data: {err}") from None
     task = instantiate(
         cfg.model,
         "model",
-        net=datamodule.dims,
+        net=dims,
         optimizer=cfg.get("optimizer"),
         scheduler=cfg.get("scheduler") or None,
     )
@@ -94,9 +98,8 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 def build_trainer(cfg: DictConfig, task: TaskModule, callbacks: list, loggers: list) -> L.Trainer:
     trainer_cfg = cfg.trainer
     if not task.automatic_optimization:
-        # Lightning refuses clipping and accumulation under manual optimization: the task does both itself.
-        task.gradient_clip_val = trainer_cfg.get("gradient_clip_val")
-        task.accumulate_grad_batches = trainer_cfg.get("accumulate_grad_batches") or 1
+        # Lightning refuses clipping and accumulation under manual optimization: the task (given both
+        # through its config) does them itself.
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"gradient_clip_val": None, "accumulate_grad_batches": 1})
     trainer = instantiate(trainer_cfg, "trainer", callbacks=callbacks, logger=loggers or False)
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the config chose another
@@ -167,10 +170,12 @@ def restore_from_checkpoint(
 
 
 def restore_for_tool(
-    ckpt_path: str | Path, need: str, accepts: Callable[[TaskModule, L.LightningDataModule], bool]
+    cfg: DictConfig, need: str, accepts: Callable[[TaskModule, L.LightningDataModule], bool]
 ) -> tuple[DictConfig, L.LightningDataModule, TaskModule]:
-    """`restore_from_checkpoint`, refusing a checkpoint of a task the tool cannot use with `need` as the reason."""
-    run_cfg, datamodule, task = restore_from_checkpoint(ckpt_path)
+    """`restore_from_checkpoint` of a tool's `ckpt_path`, reading data from its `paths.data_dir` (as eval
+    does), refusing a checkpoint of a task the tool cannot use with `need` as the reason."""
+    ckpt_path = cfg.ckpt_path
+    run_cfg, datamodule, task = restore_from_checkpoint(ckpt_path, cfg.paths.data_dir)
     if not accepts(task, datamodule):
         raise ConfigError(
             f"ckpt_path={str(ckpt_path)!r} holds a {type(task).__name__} ({run_cfg.get('task_name')}); {need}"
@@ -222,7 +227,13 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
         if last.is_file():
             log.info("Resuming from %s", last)
             return str(last)
-        log.info("resume: no %s yet, starting from scratch", last)
+        # A requeue before the first checkpoint must start from scratch; a mistyped run dir should not
+        # pass unnoticed, so this is a warning that names the dir.
+        log.warning(
+            "resume: %s holds no checkpoints/last.ckpt: training from scratch. If you meant to continue "
+            "another run, give its run_name=... (or hydra.run.dir=...)",
+            cfg.paths.output_dir,
+        )
         return None
     if last.exists():
         raise ConfigError(
@@ -314,13 +325,16 @@ def log_final_hparams(trainer: L.Trainer, params: dict[str, Any], metrics: dict[
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate a checkpoint on the configured splits with the model and data it was trained with."""
+    unknown = [split for split in cfg.splits if split not in ("val", "test")]
+    if unknown or not cfg.splits:
+        raise ConfigError(
+            f"splits={list(cfg.splits)}: allowed splits are val and test, e.g. splits=[val,test]"
+        )
     seed(cfg)
     run_cfg, datamodule, task = restore_from_checkpoint(cfg.ckpt_path, cfg.paths.data_dir)
     trainer = instantiate(cfg.trainer, "trainer", logger=False)
     metrics: dict[str, float] = {}
     for split in cfg.splits:
-        if split not in ("val", "test"):
-            raise ConfigError(f"splits: {split!r} is not a split; allowed: val, test")
         run = trainer.validate if split == "val" else trainer.test
         metrics |= to_floats(run(task, datamodule)[0])
     log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))

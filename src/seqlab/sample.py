@@ -17,7 +17,7 @@ def sample(cfg: DictConfig) -> str:
     from seqlab.tools.sampling import sample_text
 
     _, datamodule, task = restore_for_tool(
-        cfg.ckpt_path,
+        cfg,
         "sampling needs a language model checkpoint, e.g. from experiment=ptb_lab",
         lambda task, _: isinstance(task, LanguageModel),
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from seqlab.errors import DataError
@@ -17,6 +20,19 @@ def md5sum(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` while preparing its files: another process (a DDP rank, a
+    parallel sweep job) that prepares the same folder waits, then finds the work done."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "a") as lock:  # beside it: the folder holds data only
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float = 30.0) -> Path:
@@ -53,17 +69,21 @@ def ensure_files(
     A file also counts as present under one of the `alternatives` suffix rules (e.g. without '.gz').
     Without network, stop with a message naming the folder and the files expected there.
     """
-    missing = [
-        name
-        for name in files
-        if not (folder / name).exists()
-        and not any((folder / name.removesuffix(suffix)).exists() for suffix in alternatives)
-    ]
-    if not missing:
+
+    def missing() -> list[str]:
+        return [
+            name
+            for name in files
+            if not (folder / name).exists()
+            and not any((folder / name.removesuffix(suffix)).exists() for suffix in alternatives)
+        ]
+
+    if not missing():  # the usual case, also for a read-only data folder: no lock needed
         return
     try:
-        for name in missing:
-            download([m + name for m in mirrors], folder / name, files[name])
+        with folder_lock(folder):
+            for name in missing():  # what another process has not fetched meanwhile
+                download([m + name for m in mirrors], folder / name, files[name])
     except DataError as err:
         raise DataError(
             f"{what} data not found in {folder} and the download failed.\n"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -19,17 +20,16 @@ from torch.utils.data import DataLoader
 
 from seqlab.checks import check_choice, check_positive
 from seqlab.data import text
-from seqlab.data.files import download
+from seqlab.data.files import download, folder_lock
 from seqlab.data.sharding import (
     MakeBatches,
-    RankBatches,
     chunks,
     pin_memory,
-    rank_and_world,
+    rank_batches,
     shuffled_batches,
 )
 from seqlab.data.vocab import Vocabulary
-from seqlab.errors import DataError
+from seqlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 ARCHIVE = "aclImdb_v1.tar.gz"
@@ -37,6 +37,8 @@ ARCHIVE_URLS = ["https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz
 ARCHIVE_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 LABEL_NAMES = ("neg", "pos")
 PADDING_SIDES = ("left", "right")
+SPLITS = ("official", "course")
+COURSE_FRACTIONS = (0.7, 0.1, 0.2)  # train/val/test of the 50,000 pooled reviews
 CACHE_FORMAT = 1
 
 
@@ -55,18 +57,33 @@ def safe_extract(archive: Path, target: Path) -> None:
 
 def ensure_source(folder: Path) -> None:
     """A readable source in `folder`: the CSVs, an extracted `aclImdb/`, or the archive (downloaded if missing)."""
-    if (folder / "train.csv").exists() or (folder / "test.csv").exists() or (folder / "aclImdb").is_dir():
+
+    def present() -> bool:
+        return any((folder / name).exists() for name in ("train.csv", "test.csv", "aclImdb"))
+
+    if present():
         return
-    archive = folder / ARCHIVE
-    if not archive.exists():
-        try:
-            download(ARCHIVE_URLS, archive, ARCHIVE_MD5, timeout=60)
-        except DataError as err:
+    with folder_lock(folder):  # one process downloads and extracts; the others wait, then find it done
+        if present():
+            return
+        archive = folder / ARCHIVE
+        if not archive.exists():
+            try:
+                download(ARCHIVE_URLS, archive, ARCHIVE_MD5, timeout=60)
+            except DataError as err:
+                raise DataError(
+                    f"IMDB data not found in {folder}: expected train.csv and test.csv (columns text,label), "
+                    f"an extracted aclImdb/ folder, or {ARCHIVE}; the download failed.\n{err}"
+                ) from None
+        extracting = folder / ".aclImdb.partial"  # renamed into place whole: a killed extraction is redone
+        shutil.rmtree(extracting, ignore_errors=True)
+        safe_extract(archive, extracting)
+        if not (extracting / "aclImdb").is_dir():
             raise DataError(
-                f"IMDB data not found in {folder}: expected train.csv and test.csv (columns text,label), "
-                f"an extracted aclImdb/ folder, or {ARCHIVE}; the download failed.\n{err}"
-            ) from None
-    safe_extract(archive, folder)
+                f"{archive} holds no aclImdb/ folder: is it the IMDB archive? Delete it to fetch it again"
+            )
+        os.replace(extracting / "aclImdb", folder / "aclImdb")
+        shutil.rmtree(extracting, ignore_errors=True)
 
 
 def read_source(folder: Path) -> dict[str, tuple[list[str], list[int]]]:
@@ -105,7 +122,10 @@ class IMDBDataModule(L.LightningDataModule):
     """Reviews -> word ids (`<pad>`=0, `<unk>`=1) -> padded batches `(ids, labels, mask)`, whose mask stays
     on the host when the rest goes to a GPU.
 
-    The vocabulary comes from the training reviews only (minus the seeded, stratified validation part).
+    `split`: `official` keeps Maas et al.'s 25k/25k train/test and carves a seeded, stratified validation
+    part of `val_size` reviews from the training half; `course` pools all 50,000 reviews and splits them
+    70/10/20 into train/val/test with `split_seed` (the course's protocol; `val_size` does not apply).
+    The vocabulary comes from the training reviews only.
     The encoded data is cached under `cache_dir` (default `<data_dir>/imdb/cache`), keyed by the pipeline
     settings and the source files; a changed setting rebuilds it.
     """
@@ -115,6 +135,7 @@ class IMDBDataModule(L.LightningDataModule):
         data_dir: str,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
+        split: str = "official",
         val_size: int = 2500,
         split_seed: int = 0,
         min_freq: int = 5,
@@ -133,6 +154,7 @@ class IMDBDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_choice("padding_side", padding_side, PADDING_SIDES)
+        check_choice("split", split, SPLITS)
         check_positive(batch_size=batch_size, val_size=val_size, min_freq=min_freq)
         if eval_batch_size is not None:
             check_positive(eval_batch_size=eval_batch_size)
@@ -148,6 +170,7 @@ class IMDBDataModule(L.LightningDataModule):
         self.folder = Path(data_dir) / "imdb"
         self.cache_dir = Path(cache_dir) if cache_dir else self.folder / "cache"
         self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
+        self.split = split
         self.eval_batch_size = eval_batch_size or batch_size
         self.settings = {
             "min_freq": min_freq,
@@ -170,6 +193,7 @@ class IMDBDataModule(L.LightningDataModule):
             {
                 "format": CACHE_FORMAT,
                 "settings": self.settings,
+                "split": self.split,
                 "val_size": self.val_size,
                 "split_seed": self.split_seed,
                 "sources": sources,
@@ -195,18 +219,8 @@ class IMDBDataModule(L.LightningDataModule):
         return text.add_bigrams(rows, self.vocab) if self.settings["ngrams"] == 2 else rows
 
     def _build(self) -> dict[str, Any]:
-        source = read_source(self.folder)
-        texts, labels = source["train"]
-        val_idx = self._val_indices(torch.tensor(labels))
-        in_val = torch.zeros(len(texts), dtype=torch.bool)
-        in_val[val_idx] = True
-        train_idx = (~in_val).nonzero().squeeze(1).tolist()
+        parts = self._split_source(read_source(self.folder))
         s = self.settings
-        parts = {
-            "train": ([texts[i] for i in train_idx], [labels[i] for i in train_idx]),
-            "val": ([texts[i] for i in val_idx], [labels[i] for i in val_idx]),
-            "test": source["test"],
-        }
         self.vocab = text.build_vocab(
             parts["train"][0], s["min_freq"], s["max_size"], s["lowercase"], s["remove_stop_words"]
         )
@@ -223,10 +237,36 @@ class IMDBDataModule(L.LightningDataModule):
             }
         return data
 
+    def _split_source(
+        self, source: dict[str, tuple[list[str], list[int]]]
+    ) -> dict[str, tuple[list[str], list[int]]]:
+        """The source's train/test reviews -> the train/val/test parts of `split`."""
+
+        def pick(texts: list[str], labels: list[int], idx: list[int]) -> tuple[list[str], list[int]]:
+            return [texts[i] for i in idx], [labels[i] for i in idx]
+
+        if self.split == "course":
+            texts, labels = source["train"][0] + source["test"][0], source["train"][1] + source["test"][1]
+            order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(self.split_seed))
+            n_train, n_val = (round(f * len(texts)) for f in COURSE_FRACTIONS[:2])
+            cuts = {"train": order[:n_train], "val": order[n_train : n_train + n_val]}
+            cuts["test"] = order[n_train + n_val :]
+            return {name: pick(texts, labels, idx.tolist()) for name, idx in cuts.items()}
+        texts, labels = source["train"]
+        val_idx = self._val_indices(torch.tensor(labels))
+        in_val = torch.zeros(len(texts), dtype=torch.bool)
+        in_val[val_idx] = True
+        train_idx = (~in_val).nonzero().squeeze(1).tolist()
+        return {
+            "train": pick(texts, labels, train_idx),
+            "val": pick(texts, labels, val_idx),
+            "test": source["test"],
+        }
+
     def _val_indices(self, labels: Tensor) -> list[int]:
         if self.val_size >= len(labels):
-            raise ValueError(
-                f"val_size={self.val_size} must be smaller than the {len(labels)} training reviews"
+            raise ConfigError(
+                f"data.val_size={self.val_size} must be smaller than the {len(labels)} training reviews"
             )
         generator = torch.Generator().manual_seed(self.split_seed)
         picked = []
@@ -324,7 +364,7 @@ class IMDBDataModule(L.LightningDataModule):
             make = bucket_batches(torch.tensor([len(r) for r in rows]), size)
         else:
             make = shuffled_batches(len(rows), size)
-        sampler = RankBatches(make, shuffle, self.shuffle_seed, *rank_and_world(self.trainer))
+        sampler = rank_batches(make, shuffle, self.shuffle_seed, self.trainer)
         return DataLoader(
             list(zip(rows, labels, strict=True)),
             batch_sampler=sampler,

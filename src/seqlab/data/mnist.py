@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from seqlab.checks import check_choice, check_positive
 from seqlab.data.files import DataError, ensure_files
-from seqlab.data.sharding import RankBatches, pin_memory, rank_and_world, shuffled_batches
+from seqlab.data.sharding import pin_memory, rank_batches, shuffled_batches
+from seqlab.errors import ConfigError
 
 VIEWS = ("rows", "pixels", "permuted_pixels")
 MIRRORS = [
@@ -156,8 +157,8 @@ class MNISTDataModule(L.LightningDataModule):
             return
         images, labels = load_split(self.raw_dir, "train")
         if self.val_size >= len(images):
-            raise ValueError(
-                f"val_size={self.val_size} must be smaller than the {len(images)} training images"
+            raise ConfigError(
+                f"data.val_size={self.val_size} must be smaller than the {len(images)} training images"
             )
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed)).numpy()
         val_idx, train_idx = np.sort(order[: self.val_size]), np.sort(order[self.val_size :])
@@ -177,7 +178,7 @@ class MNISTDataModule(L.LightningDataModule):
         batches = shuffled_batches(len(dataset), self.batch_size if shuffle else self.eval_batch_size)
         return DataLoader(
             dataset,
-            sampler=RankBatches(batches, shuffle, self.shuffle_seed, *rank_and_world(self.trainer)),
+            sampler=rank_batches(batches, shuffle, self.shuffle_seed, self.trainer),
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=pin_memory(self.pin_memory, self.trainer),

@@ -12,6 +12,7 @@ from seqlab.checks import check_positive
 from seqlab.data.files import DataError, ensure_files
 from seqlab.data.sharding import pin_memory, rank_and_world
 from seqlab.data.vocab import UNK, Vocabulary
+from seqlab.errors import ConfigError
 
 EOS = "<eos>"
 SPLITS = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
@@ -65,8 +66,9 @@ class PTBDataModule(L.LightningDataModule):
     """Word-level PTB from `<data_dir>/ptb/`. Batches are the next window of every stream, in order.
 
     The vocabulary comes from the training file (or from a checkpoint, via `load_state_dict`). Under DDP
-    the `batch_size * world_size` streams are cut once and rank r keeps rows r*batch_size... so each
-    rank's streams stay contiguous.
+    training cuts `batch_size * world_size` streams and rank r keeps rows r*batch_size..., so each rank's
+    streams stay contiguous; evaluation cuts `eval_batch_size` streams whatever the device count and
+    shares them out (perplexity does not depend on the number of devices).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class PTBDataModule(L.LightningDataModule):
     @property
     def dims(self) -> dict[str, int]:
         if self.vocab is None:
+            self.prepare_data()  # dims is read before the trainer runs prepare_data: download first
             self.setup()
         return {"vocab_size": len(self.vocab)}
 
@@ -111,13 +114,23 @@ class PTBDataModule(L.LightningDataModule):
                 )
             self.ids[split] = ids
 
-    def _streams(self, split: str, batch_size: int) -> torch.Tensor:
+    def _streams(self, split: str) -> torch.Tensor:
+        """This rank's streams. Training cuts `batch_size` streams per rank; evaluation always cuts the same
+        `eval_batch_size` streams and shares them out, so a checkpoint scores the same on any device count."""
         rank, world = rank_and_world(self.trainer)
-        streams = batchify(self.ids[split], batch_size * world)
-        return streams[rank * batch_size : (rank + 1) * batch_size]
+        if split == "train":
+            streams = batchify(self.ids[split], self.batch_size * world)
+            return streams[rank * self.batch_size : (rank + 1) * self.batch_size]
+        if self.eval_batch_size < world:
+            raise ConfigError(
+                f"data.eval_batch_size={self.eval_batch_size} gives fewer evaluation streams than the {world} "
+                f"processes: use at least {world}"
+            )
+        streams = batchify(self.ids[split], self.eval_batch_size)
+        return streams[rank * len(streams) // world : (rank + 1) * len(streams) // world]
 
-    def _loader(self, split: str, batch_size: int) -> DataLoader:
-        windows = StreamWindows(self._streams(split, batch_size), self.seq_len)
+    def _loader(self, split: str) -> DataLoader:
+        windows = StreamWindows(self._streams(split), self.seq_len)
         # batch_size=None: a dataset item is already a batch; never shuffled, the hidden state flows on.
         return DataLoader(
             windows,
@@ -128,13 +141,13 @@ class PTBDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", self.eval_batch_size)
+        return self._loader("valid")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size)
+        return self._loader("test")
 
     def state_dict(self) -> dict:
         return {"vocab": self.vocab.state_dict()} if self.vocab is not None else {}

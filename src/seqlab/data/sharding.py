@@ -7,6 +7,7 @@ a `world` times larger batch, and the order never depends on the global random s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import lightning as L
@@ -28,6 +29,24 @@ def pin_memory(setting: bool | None, trainer: L.Trainer | None) -> bool:
     if setting is not None:
         return setting
     return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+
+def draw_seed(seed: int | None, trainer: L.Trainer | None) -> int:
+    """A data module's `shuffle_seed`; null (an unseeded run) draws a fresh one, the same on every DDP rank
+    (rank 0's), so that unseeded runs do not all share one data order."""
+    if seed is not None:
+        return seed
+    drawn = int.from_bytes(os.urandom(4), "little") >> 1
+    if trainer is not None and trainer.world_size > 1:
+        drawn = trainer.strategy.broadcast(drawn, src=0)
+    return drawn
+
+
+def rank_batches(
+    make_batches: MakeBatches, shuffle: bool, seed: int | None, trainer: L.Trainer | None
+) -> RankBatches:
+    """The sampler of this trainer's rank, with `seed` drawn when null (see `draw_seed`)."""
+    return RankBatches(make_batches, shuffle, draw_seed(seed, trainer), *rank_and_world(trainer))
 
 
 def chunks(order: torch.Tensor, size: int) -> list[list[int]]:
@@ -52,10 +71,10 @@ class RankBatches(Sampler[list[int]]):
     """
 
     def __init__(
-        self, make_batches: MakeBatches, shuffle: bool, seed: int | None = 0, rank: int = 0, world: int = 1
+        self, make_batches: MakeBatches, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1
     ) -> None:
         self.make_batches, self.shuffle = make_batches, shuffle
-        self.seed, self.rank, self.world = seed or 0, rank, world
+        self.seed, self.rank, self.world = seed, rank, world
         self.epoch = 0
         self._count = len(make_batches(None) if shuffle else self._evaluation_batches())
 

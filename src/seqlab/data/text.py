@@ -110,18 +110,23 @@ def parse_label(value: str, path: Path, line: int) -> int:
     return label
 
 
-def read_csv(path: Path) -> tuple[list[str], list[int]]:
-    """A `text,label` CSV (RFC 4180 quoting) -> texts, labels."""
+def read_csv(path: Path, require_label: bool = True) -> tuple[list[str], list[int] | None]:
+    """A `text,label` CSV (RFC 4180 quoting) -> texts, labels (None without a `label` column, where
+    `require_label` is false)."""
     if not path.is_file():
         raise DataError(f"{path} not found")
     reader = csv.DictReader(io.StringIO(decode_utf8(path.read_bytes(), path), newline=""))
-    if reader.fieldnames is None or "text" not in reader.fieldnames or "label" not in reader.fieldnames:
-        raise DataError(f"{path}: needs a header with columns text,label; found {reader.fieldnames}")
-    texts, labels = [], []
+    columns = reader.fieldnames or []
+    if "text" not in columns or (require_label and "label" not in columns):
+        wanted = "text,label" if require_label else "text (and optionally label)"
+        raise DataError(f"{path}: needs a header with columns {wanted}; found {reader.fieldnames}")
+    texts: list[str] = []
+    labels: list[int] | None = [] if "label" in columns else None
     try:
         for row in reader:
             texts.append(row["text"] or "")
-            labels.append(parse_label(row["label"] or "", path, reader.line_num))
+            if labels is not None:
+                labels.append(parse_label(row["label"] or "", path, reader.line_num))
     except csv.Error as err:  # e.g. a field over the csv module's size limit: a broken quote
         raise DataError(f"{path}, line {reader.line_num}: not valid CSV ({err})") from None
     if not texts:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seqlab.checks import check_choice, check_dropout, check_positive
 
@@ -77,6 +77,23 @@ class OwnRNN(nn.Module):
         return x, torch.stack(finals)
 
 
+def float_state(state: State | None) -> State | None:
+    if isinstance(state, tuple):
+        return tuple(s.float() for s in state)
+    return None if state is None else state.float()
+
+
+def run_fused_cell(rnn: nn.Module, x: Tensor | PackedSequence, state: State | None) -> tuple:
+    """`rnn(x, state)`; under CPU autocast in float32. oneDNN has no bf16 RNN kernel on many CPUs
+    (AVX2-only ones fail with "could not create a primitive descriptor"), and autocast has no fp32 rule
+    for RNNs: the cell runs in float32 there, everything around it as the precision setting asks."""
+    data = x.data if isinstance(x, PackedSequence) else x
+    if data.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return rnn(x, state)
+    with torch.autocast("cpu", enabled=False):
+        return rnn(x.float(), float_state(state))
+
+
 def reorder_rows(state: State | None, index: Tensor) -> State | None:
     """A recurrent state, (layers x directions, B, H) or an LSTM's pair of them, with its rows picked."""
     if isinstance(state, tuple):
@@ -134,7 +151,7 @@ class RecurrentEncoder(nn.Module):
         self, x: Tensor, mask: Tensor | None = None, state: State | None = None
     ) -> tuple[Tensor, State]:
         if mask is None or not self.pack:
-            return self.rnn(x, state)
+            return self._run(x, state)
         if self.cell == "own_rnn":
             return self.rnn(x, state, mask.to(x.device, non_blocking=True))
         lengths = mask.sum(1).clamp(min=1)  # an empty row keeps one pad step
@@ -152,7 +169,7 @@ class RecurrentEncoder(nn.Module):
             # padding and reading each row at its true end is exact, and 5-10x faster than packing on
             # a CPU. Only the top layer's final hidden state is read from the outputs; the other
             # layers' final states of padded rows are those after the padding.
-            out, state = self.rnn(x, state)
+            out, state = self._run(x, state)
             last = out.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, out.size(2))).squeeze(1)
             h = state[0] if isinstance(state, tuple) else state
             h = torch.cat([h[:-1], last[None]])
@@ -163,6 +180,9 @@ class RecurrentEncoder(nn.Module):
         out = out.gather(1, ((steps - shift) % x.size(1))[..., None].expand_as(out))
         return out, state
 
+    def _run(self, x: Tensor | PackedSequence, state: State | None) -> tuple:
+        return self.rnn(x, state) if self.cell == "own_rnn" else run_fused_cell(self.rnn, x, state)
+
     def _run_packed(self, x: Tensor, host_lengths: Tensor, state: State | None) -> tuple[Tensor, State]:
         """The fused cell over the packed rows. The rows are put in order of length, and back, with
         indices made on the host (torch's own reordering reads its indices back from the device)."""
@@ -170,7 +190,7 @@ class RecurrentEncoder(nn.Module):
         sorted_lengths, back = host_lengths[order], order.argsort()
         order, back = order.to(x.device, non_blocking=True), back.to(x.device, non_blocking=True)
         packed = pack_padded_sequence(x.index_select(0, order), sorted_lengths, batch_first=True)
-        out, state = self.rnn(packed, reorder_rows(state, order))
+        out, state = self._run(packed, reorder_rows(state, order))
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         return out.index_select(0, back), reorder_rows(state, back)
 

@@ -22,9 +22,11 @@ class LanguageModel(TaskModule):
     batches and reset at each epoch start. `loss_scale` picks the published recipes' loss:
     `token_mean` (pytorch/examples) or `sum_time_mean_batch` (Zaremba et al.). With
     `teacher_forcing_ratio` < 1 each input is the true previous word with that probability and the
-    model's own previous prediction otherwise (0.0: free running). Evaluation is always teacher-forced.
-    Clipping (`gradient_clip_val`) and accumulation (`accumulate_grad_batches`, counted in chunks) are
-    set from the trainer config by the pipeline, since Lightning applies neither under manual optimization.
+    model's own previous prediction otherwise (0.0: free running), across chunk and batch boundaries too.
+    Evaluation is always teacher-forced. Lightning applies neither clipping nor accumulation under manual
+    optimization, so the task does both: `gradient_clip_val` (the gradient norm, clipped after the
+    callbacks' `on_before_optimizer_step` has seen it) and `accumulate_grad_batches` (counted in chunks;
+    an epoch's remainder is stepped on at its last batch). The configs take both from `trainer.*`.
     """
 
     def __init__(
@@ -38,6 +40,8 @@ class LanguageModel(TaskModule):
         truncated_bptt_steps: int | None = 35,
         loss_scale: str = "token_mean",
         teacher_forcing_ratio: float = 1.0,
+        gradient_clip_val: float | None = None,
+        accumulate_grad_batches: int = 1,
     ) -> None:
         super().__init__(net, optimizer, scheduler, scheduler_interval, compile, compile_backend)
         if truncated_bptt_steps is not None and (
@@ -52,14 +56,24 @@ class LanguageModel(TaskModule):
             raise ValueError(f"loss_scale={loss_scale!r} is not supported; allowed: {', '.join(LOSS_SCALES)}")
         if not 0.0 <= teacher_forcing_ratio <= 1.0:
             raise ValueError(f"teacher_forcing_ratio={teacher_forcing_ratio!r} must lie in [0, 1]")
+        if gradient_clip_val is not None and gradient_clip_val <= 0:
+            raise ValueError(f"gradient_clip_val={gradient_clip_val!r} must be positive or null")
+        if (
+            isinstance(accumulate_grad_batches, bool)
+            or not isinstance(accumulate_grad_batches, int)
+            or (accumulate_grad_batches <= 0)
+        ):
+            raise ValueError(
+                f"accumulate_grad_batches={accumulate_grad_batches!r} must be a positive integer"
+            )
         self.automatic_optimization = False
         self.truncated_bptt_steps, self.loss_scale = truncated_bptt_steps, loss_scale
         self.teacher_forcing_ratio = teacher_forcing_ratio
-        self.gradient_clip_val: float | None = None
-        self.accumulate_grad_batches = 1
+        self.gradient_clip_val, self.accumulate_grad_batches = gradient_clip_val, accumulate_grad_batches
         self.train_nll, self.val_nll, self.test_nll = MeanNLL(), MeanNLL(), MeanNLL()
         self.train_state: State | None = None
         self.eval_state: State | None = None
+        self.last_prediction: Tensor | None = None  # free running: the input that follows the last chunk
         self._pending_chunks = 0
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -74,18 +88,24 @@ class LanguageModel(TaskModule):
             )
 
     def forward_chunk(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
-        """Teacher-forced in one fused call, or step by step when inputs may be the model's own predictions."""
+        """Teacher-forced in one fused call, or step by step when inputs may be the model's own predictions.
+
+        The model's own prediction carries over from the previous chunk and batch (the streams go on), so
+        only an epoch's first input is always the true word.
+        """
         if self.teacher_forcing_ratio >= 1.0 or not self.training:
             return self.net(x, state)
         steps = []
-        inputs = x[:, 0]
+        own = self.last_prediction
         for t in range(x.size(1)):
-            if t > 0:
-                own = steps[-1][:, -1].detach().argmax(-1)
+            inputs = x[:, t]
+            if own is not None and own.shape == inputs.shape:
                 truth = torch.rand(x.size(0), device=x.device) < self.teacher_forcing_ratio
-                inputs = torch.where(truth, x[:, t], own)
+                inputs = torch.where(truth, inputs, own)
             logits, state = self.net(inputs[:, None], state)
+            own = logits[:, -1].detach().argmax(-1)
             steps.append(logits)
+        self.last_prediction = own
         return torch.cat(steps, dim=1), state
 
     def chunk_loss(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,13 +115,26 @@ class LanguageModel(TaskModule):
         return nll_sum / divisor, nll_sum
 
     def on_train_epoch_start(self) -> None:
-        self.train_state = None
+        self.train_state, self.last_prediction = None, None
         self._pending_chunks = 0
         self.optimizers().zero_grad(set_to_none=True)
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning runs the callbacks' hook first: gradient norms are logged before this clip, as with
+        # automatic optimization.
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, self.gradient_clip_val, "norm")
+
+    def _optimizer_step(self) -> None:
+        optimizer = self.optimizers()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self._pending_chunks = 0
+        if self.scheduler_interval == "step":
+            self._step_scheduler()
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        optimizer = self.optimizers()
         k = self.truncated_bptt_steps or x.size(1)
         total = x.new_zeros((), dtype=torch.float)
         for start in range(0, x.size(1), k):
@@ -112,15 +145,11 @@ class LanguageModel(TaskModule):
             self.manual_backward(loss / self.accumulate_grad_batches)
             self._pending_chunks += 1
             if self._pending_chunks == self.accumulate_grad_batches:
-                if self.gradient_clip_val:
-                    self.clip_gradients(optimizer, self.gradient_clip_val, "norm")
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                self._pending_chunks = 0
-                if self.scheduler_interval == "step":
-                    self._step_scheduler()
+                self._optimizer_step()
             self.train_nll.update(nll_sum, targets.numel())
             total += nll_sum.detach()
+        if self._pending_chunks and batch_idx == self.trainer.num_training_batches - 1:
+            self._optimizer_step()  # the epoch's last chunks, fewer than accumulate_grad_batches (as Lightning)
         self.log_step("train/loss_step", total / y.numel(), prog_bar=True)
         return total
 
