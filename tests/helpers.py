@@ -78,3 +78,16 @@ class TrainingBatch(L.Callback):
         TrainingBatch.current = None
 
     on_validation_start = on_train_epoch_end = on_train_end = _between_batches
+
+
+class PauseAt(L.Callback):
+    """Sleep `seconds` at the start of a given training batch: a run that stays alive while a test acts."""
+
+    def __init__(self, batch: int, seconds: float) -> None:
+        self.batch, self.seconds = batch, seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.batch and trainer.current_epoch == 0:
+            import time
+
+            time.sleep(self.seconds)

@@ -282,3 +282,25 @@ def test_every_rank_evaluates_something_even_with_fewer_batches_than_ranks():
     assert [len(RankBatches(one_batch, shuffle=False, rank=r, world=4)) for r in range(4)] == [1, 1, 1, 1]
     with pytest.raises(ConfigError, match="3 examples to evaluate cannot be shared by 4 processes"):
         RankBatches(lambda generator: [[0, 1, 2]], shuffle=False, rank=0, world=4)
+
+
+def test_jobs_that_differ_only_by_seed_are_summarized_once_with_mean_std_and_n(tmp_path, data_dir):
+    sweep_dir = tmp_path / "seeds"
+    result = sweep_cli([*TINY_MNIST, "model.net.hidden_dim=8,16", "seed=0,1,2"], sweep_dir, data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    configs = read_summary(sweep_dir)
+    with open(sweep_dir / "jobs.csv", newline="") as f:
+        jobs = list(csv.DictReader(f))
+    assert [(c["model.net.hidden_dim"], c["n"]) for c in configs] == [("8", "3"), ("16", "3")]
+    assert len(jobs) == 6 and {j["seed"] for j in jobs} == {"0", "1", "2"}
+    for config in configs:
+        accs = [
+            float(j["test/acc"]) for j in jobs if j["model.net.hidden_dim"] == config["model.net.hidden_dim"]
+        ]
+        mean = sum(accs) / 3
+        std = (sum((a - mean) ** 2 for a in accs) / 2) ** 0.5
+        assert float(config["test/acc_mean"]) == pytest.approx(mean)
+        assert float(config["test/acc_std"]) == pytest.approx(std)
+    table = (sweep_dir / "summary.md").read_text()
+    assert "## Over seeds" in table and "## Jobs" in table and " ± " in table
+    assert (sweep_dir / "val_acc_vs_model_net_hidden_dim.png").exists()

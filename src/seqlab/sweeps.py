@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.callbacks.history import read_history
 from seqlab.checkpointing import write_text_atomic
+from seqlab.seeds import aggregate, group_by_config, markdown_table, seeds_swept, spread
 
 ERROR_FILE = "error.json"
 
@@ -158,7 +159,8 @@ def markdown(columns: list[str], flat: list[dict[str, Any]], title: str) -> str:
 
 
 def plot_curves(rows: list[dict[str, Any]], params: list[str], path: Path) -> None:
-    """train/loss, val/loss and the main metric per epoch, every job on shared axes."""
+    """train/loss, val/loss and the main metric per epoch, every configuration on shared axes: one line
+    per job, or, where jobs differ only by seed, their mean with a band of one standard deviation."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,14 +168,30 @@ def plot_curves(rows: list[dict[str, Any]], params: list[str], path: Path) -> No
 
     metric = next((r["metric"] for r in rows if r["metric"]), "val/loss")
     panels = list(dict.fromkeys(["train/loss", "val/loss", metric]))
+    for r in rows:
+        r["config"] = {p: parse_overrides(r["overrides"]).get(p, "") for p in params}
+    groups = (
+        group_by_config(rows, params, "config") if seeds_swept(params) else [(r["config"], [r]) for r in rows]
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), dpi=100, squeeze=False)
     for ax, name in zip(axes[0], panels, strict=True):
-        for r in rows:
-            points = [(h["epoch"], h[name]) for h in r["history"] if name in h and not math.isnan(h[name])]
-            if points:
-                overrides = parse_overrides(r["overrides"])
-                label = f"{r['job']}: " + " ".join(f"{p}={overrides.get(p, '')}" for p in params)
-                ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=label)
+        for config, jobs in groups:
+            by_epoch: dict[float, list[float]] = {}
+            for r in jobs:
+                for h in r["history"]:
+                    if name in h and not math.isnan(h[name]):
+                        by_epoch.setdefault(h["epoch"], []).append(h[name])
+            if not by_epoch:
+                continue
+            epochs = sorted(by_epoch)
+            means, stds, _ = zip(*(spread(by_epoch[e]) for e in epochs), strict=True)
+            jobs_label = ",".join(str(r["job"]) for r in jobs)
+            label = f"{jobs_label}: " + " ".join(f"{p}={v}" for p, v in config.items())
+            (line,) = ax.plot(epochs, means, marker="o", ms=3, label=label)
+            if len(jobs) > 1:
+                low = [m - s for m, s in zip(means, stds, strict=True)]
+                high = [m + s for m, s in zip(means, stds, strict=True)]
+                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
         ax.set(title=name, xlabel="epoch")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
@@ -184,25 +202,36 @@ def plot_curves(rows: list[dict[str, Any]], params: list[str], path: Path) -> No
 
 
 def plot_against(rows: list[dict[str, Any]], param: str, metric: str, path: Path) -> bool:
-    """The final `metric` against a swept numeric parameter (done jobs); False when there is nothing to draw."""
-    points = sorted(
-        (as_number(parse_overrides(r["overrides"]).get(param)), r["metrics"][metric])
-        for r in rows
-        if r["status"] == "done" and metric in r.get("metrics", {})
-    )
-    if not points or any(x is None for x, _ in points):
+    """The final `metric` against a swept numeric parameter (done jobs), as mean and standard deviation
+    where several jobs share a value (seeds); False when there is nothing to draw."""
+    points: dict[float | None, list[float]] = {}
+    for r in rows:
+        if r["status"] == "done" and metric in r.get("metrics", {}):
+            x = as_number(parse_overrides(r["overrides"]).get(param))
+            points.setdefault(x, []).append(r["metrics"][metric])
+    if not points or None in points:
         return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    xs = sorted(points)
+    means, stds, _ = zip(*(spread(points[x]) for x in xs), strict=True)
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-    ax.plot(*zip(*points, strict=True), marker="o")
+    ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3)
     ax.set(xlabel=param, ylabel=metric, title=f"{metric} vs {param}")
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, out.getvalue())
 
 
 def slug(name: str) -> str:
@@ -214,14 +243,20 @@ def summarize(sweep_dir: str | Path, plots: bool = True) -> list[dict[str, Any]]
     sweep_dir = Path(sweep_dir)
     rows = [read_job(d) for d in job_dirs(sweep_dir)]
     columns, flat = table_rows(rows)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, columns)
-    writer.writeheader()
-    writer.writerows(flat)
-    write_text_atomic(sweep_dir / "summary.csv", out.getvalue())
-    write_text_atomic(sweep_dir / "summary.md", markdown(columns, flat, f"Sweep {sweep_dir}"))
+    params = swept_params(rows)
+    table = markdown(columns, flat, f"Sweep {sweep_dir}")
+    if seeds_swept(params):  # one row per configuration in summary.*; every job in jobs.csv
+        metric_names = [c for c in columns if c.startswith(("val/", "test/"))]
+        config_columns, configs = aggregate(flat, params, metric_names)
+        write_csv(sweep_dir / "summary.csv", config_columns, configs)
+        write_csv(sweep_dir / "jobs.csv", columns, flat)
+        title, jobs_table = table.split("\n", 1)
+        over_seeds = "\n".join(markdown_table(config_columns, configs, metric_names))
+        table = f"{title}\n\n## Over seeds: mean ± standard deviation (n done jobs)\n\n{over_seeds}\n\n## Jobs\n{jobs_table}"
+    else:
+        write_csv(sweep_dir / "summary.csv", columns, flat)
+    write_text_atomic(sweep_dir / "summary.md", table)
     if plots and rows:
-        params = swept_params(rows)
         plot_curves(rows, params, sweep_dir / "curves.png")
         metric = next((r["metric"] for r in rows if r["metric"]), None)
         for param in params if metric else []:

@@ -1,0 +1,162 @@
+"""The course's tables from seqlab sweeps: results/<sweep>.md and .png, the course's number beside ours.
+
+    python scripts/course_tables.py [--sweeps outputs/sweeps] [--out results] [NAME ...]
+
+Reads each finished sweep dir (`+sweep=<NAME>` writes outputs/sweeps/<NAME>/); a missing one is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import platform
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from seqlab.sweeps import job_dirs, summarize
+
+# sweep -> (title, the swept key whose value names the row, {value: the course's test accuracy in %})
+COURSE = {
+    "imdb_optimizers": (
+        "Optimizers, LSTM",
+        "optimizer",
+        {"sgd": 51.4, "adagrad": 85.2, "rmsprop": 87.7, "adam": 88.5},
+    ),
+    "imdb_optimizers_gru": (
+        "Optimizers, GRU",
+        "optimizer",
+        {"sgd": 50.4, "adagrad": 86.0, "rmsprop": 86.8, "adam": 88.3},
+    ),
+    "imdb_seeds": ("Base models with Adam, over seeds", "experiment", {"imdb_lstm": 88.5, "imdb_gru": 88.3}),
+    "imdb_layers": (
+        "Layers (LSTM, Adam)",
+        "model.net.num_layers",
+        {"1": 88.5, "2": 88.7, "3": 88.5, "4": 88.0},
+    ),
+    "imdb_hidden": (
+        "Hidden size (LSTM, Adam)",
+        "model.net.hidden_dim",
+        {"100": 88.5, "150": 89.0, "220": 88.8, "320": 88.8},
+    ),
+    "imdb_embed": ("Embedding size (LSTM, Adam)", "model.net.embed_dim", {"32": 88.5}),
+    "mnist_cells": (
+        "MNIST rows, 2 x 128, first 10k images, 2 epochs",
+        "model.net.cell",
+        {"rnn": 10.0, "lstm": 87.5},
+    ),
+}
+
+
+def machine() -> str:
+    import torch
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor() or platform.machine(),
+    )
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def read_rows(sweep_dir: Path) -> list[dict[str, str]]:
+    summarize(sweep_dir, plots=False)
+    with open(sweep_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def number(row: dict[str, str], metric: str) -> float | None:
+    value = row.get(f"{metric}_mean", row.get(metric, ""))
+    return float(value) * 100 if value not in ("", None) else None
+
+
+def spread(row: dict[str, str], metric: str) -> str:
+    std = row.get(f"{metric}_std", "")
+    return f" ± {float(std) * 100:.2f} (n={row['n']})" if std not in ("", None) else ""
+
+
+def table(name: str, sweep_dir: Path, out: Path) -> Path:
+    title, key, course = COURSE[name]
+    rows = read_rows(sweep_dir)
+    jobs = job_dirs(sweep_dir)
+    config = OmegaConf.load(jobs[0] / ".hydra" / "config.yaml")
+    split = config.data.get("split", "-")
+    wall = sum(
+        json.loads((j / "metrics.json").read_text())["wall_time_s"]
+        for j in jobs
+        if (j / "metrics.json").is_file()
+    )
+    finished = dt.datetime.fromtimestamp((sweep_dir / "summary.csv").stat().st_mtime, dt.timezone.utc)
+    lines = [
+        f"# {title}",
+        "",
+        f"Command: `python -m seqlab.train -m +sweep={name}` (with `SEQLAB_DATA_DIR=../shared/data`); "
+        f"tables: `python scripts/course_tables.py {name}`.",
+        f"Data split: `{split}`. Machine: {machine()}. Finished {finished:%Y-%m-%d %H:%M} UTC; "
+        f"training and evaluation wall time {wall / 60:.0f} min for {len(jobs)} jobs.",
+        "",
+        f"| {key} | course test acc % | seqlab test acc % | seqlab val acc % | best epoch | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    labels, ours, theirs = [], [], []
+    for row in rows:
+        value = row[key]
+        test, val = number(row, "test/acc"), number(row, "val/acc")
+        reference = course.get(value)
+        lines.append(
+            f"| {value} | {reference if reference is not None else '-'} | "
+            f"{f'{test:.2f}' if test is not None else '-'}{spread(row, 'test/acc')} | "
+            f"{f'{val:.2f}' if val is not None else '-'} | {row.get('best_epoch', '-')} | {row.get('status', 'done')} |"
+        )
+        labels.append(value)
+        ours.append(test or 0.0)
+        theirs.append(reference or 0.0)
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    bar_chart(title, key, labels, theirs, ours, out / f"{name}.png")
+    return out / f"{name}.md"
+
+
+def bar_chart(
+    title: str, key: str, labels: list[str], course: list[float], ours: list[float], path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 3.5), dpi=100)
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], course, width=0.4, label="course")
+    ax.bar([x + 0.2 for x in xs], ours, width=0.4, label="seqlab")
+    for x, value in zip(xs, ours, strict=True):
+        ax.text(x + 0.2, value + 0.5, f"{value:.1f}", ha="center", fontsize=7)
+    ax.set(xticks=list(xs), xticklabels=labels, xlabel=key, ylabel="test accuracy %", title=title)
+    ax.set_ylim(min([v for v in course + ours if v > 0] + [50]) - 5, 100)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=list(COURSE))
+    parser.add_argument("--sweeps", type=Path, default=Path("outputs/sweeps"))
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.names:
+        sweep_dir = args.sweeps / name
+        if not (sweep_dir / "multirun.yaml").is_file():
+            print(f"{name}: no sweep in {sweep_dir}, skipped")
+            continue
+        print(f"{name}: {table(name, sweep_dir, args.out)}")
+
+
+if __name__ == "__main__":
+    main()
