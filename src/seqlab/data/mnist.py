@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from seqlab.checks import check_choice, check_positive
 from seqlab.data.files import DataError, ensure_files
-from seqlab.data.sharding import pin_memory, rank_batches, shuffled_batches
+from seqlab.data.sharding import loader_generator, pin_memory, rank_batches, shuffled_batches, train_position
 from seqlab.errors import ConfigError
 
 VIEWS = ("rows", "pixels", "permuted_pixels")
@@ -129,6 +129,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.train_subset, self.split_seed, self.permutation_seed = train_subset, split_seed, permutation_seed
         self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
         self.train_set = self.val_set = self.test_set = None
+        self._resume_at: dict[str, int] | None = None  # from a mid-epoch checkpoint
 
     @property
     def dims(self) -> dict[str, int]:
@@ -178,10 +179,13 @@ class MNISTDataModule(L.LightningDataModule):
         batches = shuffled_batches(len(dataset), self.batch_size if shuffle else self.eval_batch_size)
         return DataLoader(
             dataset,
-            sampler=rank_batches(batches, shuffle, self.shuffle_seed, self.trainer),
+            sampler=rank_batches(
+                batches, shuffle, self.shuffle_seed, self.trainer, self._resume_at if shuffle else None
+            ),
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=pin_memory(self.pin_memory, self.trainer),
+            generator=loader_generator(),
             persistent_workers=self.num_workers > 0,
         )
 
@@ -193,3 +197,10 @@ class MNISTDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
+
+    def state_dict(self) -> dict:
+        position = train_position(self.trainer)
+        return {"train_position": position} if position else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_at = state.get("train_position")

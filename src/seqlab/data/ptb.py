@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqlab.checks import check_positive
 from seqlab.data.files import DataError, ensure_files
-from seqlab.data.sharding import pin_memory, rank_and_world
+from seqlab.data.sharding import loader_generator, pin_memory, rank_and_world, train_position
 from seqlab.data.vocab import UNK, Vocabulary
 from seqlab.errors import ConfigError
 
@@ -62,6 +63,26 @@ class StreamWindows(Dataset):
         return self.streams[:, start : start + length], self.streams[:, start + 1 : start + 1 + length]
 
 
+class InOrder(Sampler[int]):
+    """Windows 0..n-1 in order; in the epoch of a mid-epoch checkpoint (`resume_at`), after its done ones.
+    Lightning tells the epoch through `set_epoch`, at each epoch's start."""
+
+    def __init__(self, n: int, resume_at: dict[str, int] | None = None) -> None:
+        self.n, self.resume_at, self.epoch = n, resume_at, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        first = 0
+        if self.resume_at and self.resume_at["epoch"] == self.epoch:
+            first, self.resume_at = self.resume_at["batches"], None
+        yield from range(first, self.n)
+
+
 class PTBDataModule(L.LightningDataModule):
     """Word-level PTB from `<data_dir>/ptb/`. Batches are the next window of every stream, in order.
 
@@ -87,6 +108,7 @@ class PTBDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.vocab: Vocabulary | None = None
         self.ids: dict[str, torch.Tensor] = {}
+        self._resume_at: dict[str, int] | None = None  # from a mid-epoch checkpoint
 
     def prepare_data(self) -> None:
         ensure_files(self.folder, FILES, MIRRORS, "Penn Treebank")
@@ -131,13 +153,15 @@ class PTBDataModule(L.LightningDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         windows = StreamWindows(self._streams(split), self.seq_len)
+        resume_at, self._resume_at = (self._resume_at, None) if split == "train" else (None, self._resume_at)
         # batch_size=None: a dataset item is already a batch; never shuffled, the hidden state flows on.
         return DataLoader(
             windows,
             batch_size=None,
-            shuffle=False,
+            sampler=InOrder(len(windows), resume_at),
             num_workers=self.num_workers,
             pin_memory=pin_memory(self.pin_memory, self.trainer),
+            generator=loader_generator(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -150,8 +174,12 @@ class PTBDataModule(L.LightningDataModule):
         return self._loader("test")
 
     def state_dict(self) -> dict:
-        return {"vocab": self.vocab.state_dict()} if self.vocab is not None else {}
+        if self.vocab is None:
+            return {}
+        position = train_position(self.trainer)
+        return {"vocab": self.vocab.state_dict()} | ({"train_position": position} if position else {})
 
     def load_state_dict(self, state: dict) -> None:
         if "vocab" in state:
             self.vocab = Vocabulary.from_state_dict(state["vocab"])
+        self._resume_at = state.get("train_position")

@@ -43,10 +43,32 @@ def draw_seed(seed: int | None, trainer: L.Trainer | None) -> int:
 
 
 def rank_batches(
-    make_batches: MakeBatches, shuffle: bool, seed: int | None, trainer: L.Trainer | None
+    make_batches: MakeBatches,
+    shuffle: bool,
+    seed: int | None,
+    trainer: L.Trainer | None,
+    resume_at: dict[str, int] | None = None,
 ) -> RankBatches:
     """The sampler of this trainer's rank, with `seed` drawn when null (see `draw_seed`)."""
-    return RankBatches(make_batches, shuffle, draw_seed(seed, trainer), *rank_and_world(trainer))
+    return RankBatches(make_batches, shuffle, draw_seed(seed, trainer), *rank_and_world(trainer), resume_at)
+
+
+def train_position(trainer: L.Trainer | None) -> dict[str, int] | None:
+    """Where training is in its epoch, for a data module's checkpoint state: the epoch and the number of its
+    batches whose step has run (a resume skips those). None outside training."""
+    if trainer is None or trainer.state.fn != "fit" or not trainer.training:
+        return None
+    return {
+        "epoch": trainer.current_epoch,
+        "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+    }
+
+
+def loader_generator() -> torch.Generator:
+    """A DataLoader's own generator. Each new iterator draws a seed from its loader's generator; from the
+    global one, that draw would shift the random streams (dropout) of a run resumed mid-epoch, whose
+    iterator is made after the restore, against the run never stopped."""
+    return torch.Generator()
 
 
 def chunks(order: torch.Tensor, size: int) -> list[list[int]]:
@@ -71,11 +93,18 @@ class RankBatches(Sampler[list[int]]):
     """
 
     def __init__(
-        self, make_batches: MakeBatches, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1
+        self,
+        make_batches: MakeBatches,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        resume_at: dict[str, int] | None = None,
     ) -> None:
         self.make_batches, self.shuffle = make_batches, shuffle
         self.seed, self.rank, self.world = seed, rank, world
         self.epoch = 0
+        self.resume_at = resume_at  # a mid-epoch checkpoint's position: that epoch skips its done batches
         self._count = len(make_batches(None) if shuffle else self._evaluation_batches())
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at each epoch start
@@ -108,4 +137,8 @@ class RankBatches(Sampler[list[int]]):
             batches = self.make_batches(generator)[: self._usable()]
         else:
             batches = self._evaluation_batches()
-        yield from batches[self.rank :: self.world]
+        mine = batches[self.rank :: self.world]
+        if self.shuffle and self.resume_at and self.resume_at["epoch"] == self.epoch:
+            mine = mine[self.resume_at["batches"] :]
+            self.resume_at = None
+        yield from mine

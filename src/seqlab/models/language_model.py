@@ -69,6 +69,12 @@ def detach_state(state: State | None) -> State | None:
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
+def move_state(state: State | None, device: torch.device | str) -> State | None:
+    if state is None:
+        return None
+    return tuple(s.to(device) for s in state) if isinstance(state, tuple) else state.to(device)
+
+
 def next_token(
     logits: Tensor,
     strategy: str,

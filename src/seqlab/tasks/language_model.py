@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqlab.errors import ConfigError
-from seqlab.models.language_model import RNNLanguageModel, detach_state
+from seqlab.models.language_model import RNNLanguageModel, detach_state, move_state
 from seqlab.models.recurrent import State
 from seqlab.tasks.base import MeanNLL, OptimizerFactory, SchedulerFactory, TaskModule
 
@@ -74,6 +74,7 @@ class LanguageModel(TaskModule):
         self.train_state: State | None = None
         self.eval_state: State | None = None
         self.last_prediction: Tensor | None = None  # free running: the input that follows the last chunk
+        self._carry: dict | None = None  # the state a mid-epoch checkpoint carried
         self._pending_chunks = 0
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -114,10 +115,31 @@ class LanguageModel(TaskModule):
         divisor = targets.numel() if self.loss_scale == "token_mean" else targets.size(0)
         return nll_sum / divisor, nll_sum
 
+    def on_train_start(self) -> None:
+        # Resumed mid-epoch (Lightning then skips on_train_epoch_start): the streams go on where they were.
+        carry, self._carry = self._carry, None
+        if carry is not None and carry["epoch"] == self.trainer.current_epoch:
+            self.train_state = move_state(carry["state"], self.device)
+            self.last_prediction = move_state(carry["last_prediction"], self.device)
+
     def on_train_epoch_start(self) -> None:
         self.train_state, self.last_prediction = None, None
         self._pending_chunks = 0
         self.optimizers().zero_grad(set_to_none=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.train_state is not None and self._trainer is not None and self.trainer.training:
+            # The streams go on after a mid-epoch checkpoint: so does the hidden state.
+            checkpoint["language_model_carry"] = {
+                "epoch": self.trainer.current_epoch,
+                "state": move_state(detach_state(self.train_state), "cpu"),
+                "last_prediction": move_state(self.last_prediction, "cpu"),
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._carry = checkpoint.get("language_model_carry")
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning runs the callbacks' hook first: gradient norms are logged before this clip, as with
