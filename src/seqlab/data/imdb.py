@@ -367,9 +367,7 @@ class IMDBDataModule(L.LightningDataModule):
             make = bucket_batches(torch.tensor([len(r) for r in rows]), size)
         else:
             make = shuffled_batches(len(rows), size)
-        sampler = rank_batches(
-            make, shuffle, self.shuffle_seed, self.trainer, self._resume_at if shuffle else None
-        )
+        sampler = rank_batches(make, shuffle, self.shuffle_seed, self.trainer, self._resume_at)
         return DataLoader(
             list(zip(rows, labels, strict=True)),
             batch_sampler=sampler,
@@ -393,8 +391,7 @@ class IMDBDataModule(L.LightningDataModule):
         if self.vocab is None:
             return {}
         state = {"vocab": self.vocab.state_dict(), "settings": dict(self.settings)}
-        position = train_position(self.trainer)
-        return state | ({"train_position": position} if position else {})
+        return state | train_position(self.trainer)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "vocab" in state:

@@ -179,9 +179,7 @@ class MNISTDataModule(L.LightningDataModule):
         batches = shuffled_batches(len(dataset), self.batch_size if shuffle else self.eval_batch_size)
         return DataLoader(
             dataset,
-            sampler=rank_batches(
-                batches, shuffle, self.shuffle_seed, self.trainer, self._resume_at if shuffle else None
-            ),
+            sampler=rank_batches(batches, shuffle, self.shuffle_seed, self.trainer, self._resume_at),
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=pin_memory(self.pin_memory, self.trainer),
@@ -199,8 +197,7 @@ class MNISTDataModule(L.LightningDataModule):
         return self._loader(self.test_set, shuffle=False)
 
     def state_dict(self) -> dict:
-        position = train_position(self.trainer)
-        return {"train_position": position} if position else {}
+        return train_position(self.trainer)
 
     def load_state_dict(self, state: dict) -> None:
         self._resume_at = state.get("train_position")

@@ -176,8 +176,7 @@ class PTBDataModule(L.LightningDataModule):
     def state_dict(self) -> dict:
         if self.vocab is None:
             return {}
-        position = train_position(self.trainer)
-        return {"vocab": self.vocab.state_dict()} | ({"train_position": position} if position else {})
+        return {"vocab": self.vocab.state_dict()} | train_position(self.trainer)
 
     def load_state_dict(self, state: dict) -> None:
         if "vocab" in state:

@@ -53,15 +53,13 @@ def rank_batches(
     return RankBatches(make_batches, shuffle, draw_seed(seed, trainer), *rank_and_world(trainer), resume_at)
 
 
-def train_position(trainer: L.Trainer | None) -> dict[str, int] | None:
-    """Where training is in its epoch, for a data module's checkpoint state: the epoch and the number of its
-    batches whose step has run (a resume skips those). None outside training."""
+def train_position(trainer: L.Trainer | None) -> dict[str, dict[str, int]]:
+    """A data module's checkpoint state for where training is in its epoch: `{"train_position": {"epoch",
+    "batches"}}`, the batches being those whose step has run (a resume skips them); {} outside training."""
     if trainer is None or trainer.state.fn != "fit" or not trainer.training:
-        return None
-    return {
-        "epoch": trainer.current_epoch,
-        "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
-    }
+        return {}
+    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    return {"train_position": {"epoch": trainer.current_epoch, "batches": batches}}
 
 
 def loader_generator() -> torch.Generator:
