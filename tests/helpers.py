@@ -106,3 +106,26 @@ class SignalAt(L.Callback):
 
             Path(trainer.default_root_dir, "signal_time").write_text(repr(time.time()))
             os.kill(os.getpid(), self.signum)
+
+
+class WaitForSignal(L.Callback):
+    """On a job's first attempt (no SLURM requeue yet), stop at a given training batch and wait up to
+    `seconds` for a stop signal, so that a test can preempt the job there; `<run dir>/waiting` holds the
+    SLURM job id meanwhile."""
+
+    def __init__(self, epoch: int, batch: int, seconds: float = 120) -> None:
+        self.epoch, self.batch, self.seconds = epoch, batch, seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import time
+
+        from seqlab.callbacks.preemption import SignalCheckpoint
+
+        first_attempt = int(os.environ.get("SLURM_RESTART_COUNT") or 0) == 0
+        if not (first_attempt and trainer.current_epoch == self.epoch and batch_idx == self.batch):
+            return
+        stopper = next(c for c in trainer.callbacks if isinstance(c, SignalCheckpoint))
+        Path(trainer.default_root_dir, "waiting").write_text(os.environ.get("SLURM_JOB_ID", ""))
+        end = time.monotonic() + self.seconds
+        while stopper.signalled is None and time.monotonic() < end:
+            time.sleep(0.1)

@@ -28,6 +28,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import seqlab
+from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.checkpointing import AtomicCheckpointIO, write_text_atomic
 from seqlab.config import check_safe_targets
 from seqlab.errors import ConfigError
@@ -299,11 +300,16 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     with distributed_job():
         try:
             trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
-        except SIGTERMException:  # Lightning's way out on SIGTERM (SignalCheckpoint's on SIGUSR1 too)
-            raise SystemExit(
+        except SIGTERMException:  # Lightning's way out on SIGTERM (SignalCheckpoint's on SIGUSR1/2 too)
+            message = (
                 f"error: stopped by a signal at epoch {trainer.current_epoch}, step {trainer.global_step}; "
                 f"resume=true continues from {Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}"
-            ) from None
+            )
+            log.info(message)
+            for callback in trainer.callbacks:
+                if isinstance(callback, SignalCheckpoint):
+                    callback.hand_over()  # a scheduler's handler may requeue the job and exit here
+            raise SystemExit(message) from None
         metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
         if cfg.get("test", True):
             best = getattr(trainer.checkpoint_callback, "best_model_path", "")

@@ -1,5 +1,6 @@
-"""A run told to stop (SIGTERM from a scheduler, `timeout` or Kubernetes; SIGUSR1 from `#SBATCH --signal`)
-writes a mid-epoch checkpoint and ends non-zero, instead of exiting 0 with the epoch lost."""
+"""A run told to stop (SIGTERM from a scheduler, `timeout` or Kubernetes; SIGUSR1 or SIGUSR2 from
+`#SBATCH --signal`, the latter submitit's) writes a mid-epoch checkpoint and ends non-zero, instead of
+exiting 0 with the epoch lost. Under SLURM the job is then requeued and resumes from that checkpoint."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
 
 class SignalCheckpoint(L.Callback):
-    """On SIGTERM (Lightning stops its loop after the batch under way) or SIGUSR1 (stopped the same way
-    here), write `<dirpath>/last.ckpt` atomically with the position in the epoch, so that `resume=true`
-    continues from that batch; the pipeline then ends the process with an error. `every_n_minutes` also
-    writes it every so many minutes of training (off by default), so that a SIGKILL loses at most that.
+    """On SIGTERM, SIGUSR1 or SIGUSR2 the loop stops after the batch under way and writes
+    `<dirpath>/last.ckpt` atomically with the position in the epoch, so that `resume=true` (or a SLURM
+    requeue) continues from that batch; the pipeline then calls `hand_over()` and ends the process with
+    an error. Handlers found at fit start are kept: SIGTERM's (Lightning's, which also stops DDP
+    children) runs at once; SIGUSR1's and SIGUSR2's (Lightning's or submitit's requeue) run in
+    `hand_over()`, once the checkpoint is on disk. `every_n_minutes` also writes the checkpoint every so
+    many minutes of training (off by default), so that a SIGKILL loses at most that.
     """
 
     def __init__(self, dirpath: str, every_n_minutes: float | None = None) -> None:
@@ -26,23 +32,38 @@ class SignalCheckpoint(L.Callback):
         self.path = Path(dirpath) / "last.ckpt"
         self.every_s = every_n_minutes * 60 if every_n_minutes else None
         self.signalled: int | None = None
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
         self._last_save = time.monotonic()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_save = time.monotonic()
+        self.signalled = None
         try:
-            self._previous = signal.signal(signal.SIGUSR1, self._on_sigusr1)
+            self._previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         except ValueError:  # not the main thread: leave the handlers alone
-            self._previous = None
+            self._previous = {}
 
-    def _on_sigusr1(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
         self.signalled = signum
+        previous = self._previous.get(signum)
+        if signum == signal.SIGTERM and callable(previous):
+            previous(signum, frame)
+
+    def hand_over(self) -> None:
+        """After the stop: run the scheduler's own handler of the signal (submitit's or Lightning's SLURM
+        handler requeues the job; submitit's also exits)."""
+        signum, previous = self.signalled, self._previous.get(self.signalled or 0)
+        self._restore()
+        if signum in (signal.SIGUSR1, signal.SIGUSR2) and callable(previous):
+            previous(signum, None)
+
+    def _restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGUSR1, self._previous)
-            self._previous = None
+        self._restore()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -62,7 +83,8 @@ class SignalCheckpoint(L.Callback):
             and not trainer.sanity_checking
         ):
             self._save(trainer)
-        self.on_fit_end(trainer, pl_module)
+        if not isinstance(exception, SIGTERMException):
+            self._restore()
 
     def _save(self, trainer: L.Trainer) -> None:
         # The data modules store their position in the epoch (see seqlab.data.sharding.train_position).

@@ -16,7 +16,9 @@ class SequenceClassifierNet(nn.Module):
     Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`).
     Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`.
     The mask may lie on the host while the inputs are on a GPU.
-    `num_heads` and `positions` configure the transformer encoder.
+    `num_heads` and `positions` configure the transformer encoder. `dropout` acts between stacked
+    layers; `input_dropout` on the encoder's inputs (the embeddings) and `output_dropout` on the pooled
+    features regularize one-layer models too.
     """
 
     def __init__(
@@ -30,6 +32,8 @@ class SequenceClassifierNet(nn.Module):
         hidden_dim: int = 128,
         num_layers: int = 1,
         dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        output_dropout: float = 0.0,
         bidirectional: bool = False,
         pooling: str = "last",
         pack: bool = True,
@@ -39,6 +43,8 @@ class SequenceClassifierNet(nn.Module):
         super().__init__()
         check_choice("pooling", pooling, POOLINGS)
         check_positive(num_classes=num_classes)
+        check_dropout(input_dropout, "input_dropout")
+        check_dropout(output_dropout, "output_dropout")
         if vocab_size is not None:
             check_positive(vocab_size=vocab_size, embed_dim=embed_dim)
             self.embedding: nn.Module | None = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
@@ -53,12 +59,14 @@ class SequenceClassifierNet(nn.Module):
         self.encoder = build_encoder(
             input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack, num_heads, positions
         )
+        self.input_drop = nn.Dropout(input_dropout)
+        self.output_drop = nn.Dropout(output_dropout)
         self.head = nn.Linear(self.encoder.output_dim, num_classes)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if self.embedding is not None:
             x = self.embedding(x)
-        out, state = self.encoder(x, mask)
+        out, state = self.encoder(self.input_drop(x), mask)
         if mask is not None:
             mask = mask.to(out.device, non_blocking=True)  # it may come from the host
         if self.pooling == "last":
@@ -69,7 +77,7 @@ class SequenceClassifierNet(nn.Module):
             pooled = (out * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         else:
             pooled = out.masked_fill(~mask[..., None], float("-inf")).amax(1).nan_to_num(neginf=0.0)
-        return self.head(pooled)
+        return self.head(self.output_drop(pooled))
 
 
 class BagOfEmbeddings(nn.Module):
