@@ -129,3 +129,15 @@ class WaitForSignal(L.Callback):
         end = time.monotonic() + self.seconds
         while stopper.signalled is None and time.monotonic() < end:
             time.sleep(0.1)
+
+
+class EpochOrders(L.Callback):
+    """Record each training epoch's labels in batch order (`EpochOrders.orders`, one list an epoch)."""
+
+    orders: list[list[int]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        EpochOrders.orders.append([])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        EpochOrders.orders[-1] += batch[1].flatten().tolist()

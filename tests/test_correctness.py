@@ -159,6 +159,28 @@ def test_unseeded_runs_do_not_share_one_data_order(data_dir):
     assert len(orders) == 3, "seed=null shuffled as seed 0"
 
 
+@pytest.mark.parametrize("experiment", ["mnist_rnn", "imdb_lstm"])
+def test_every_training_epoch_draws_a_new_order(make_cfg, experiment):
+    """Lightning sets the epoch on `batch_sampler.sampler`: a batch sampler that is not its own sampler
+    replays epoch 0's order in every epoch."""
+    from tests.helpers import EpochOrders
+
+    EpochOrders.orders = []
+    cfg = make_cfg(
+        f"experiment={experiment}",
+        "debug=limit",
+        "trainer.limit_train_batches=1.0",
+        "trainer.max_epochs=3",
+        "data.val_size=40",
+        "data.batch_size=8",
+        "model.net.hidden_dim=8",
+        "+callbacks.orders._target_=tests.helpers.EpochOrders",
+    )
+    pipeline.train(cfg)
+    first, *later = EpochOrders.orders
+    assert len(later) == 2 and all(sorted(o) == sorted(first) and o != first for o in later)
+
+
 def test_resume_without_a_checkpoint_warns_naming_the_run_dir(make_cfg, tmp_path, caplog):
     cfg = make_cfg(
         "experiment=mnist_rnn", "debug=limit", "data.val_size=40", "resume=true", output_dir=tmp_path / "typo"

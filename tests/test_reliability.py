@@ -86,15 +86,7 @@ def resume_in_process(make_cfg, overrides: list[str], run_dir: Path) -> dict:
     [
         "mnist",
         "ptb",
-        pytest.param(
-            "imdb",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="since imdb_lstm moved to the course protocol (87e0581), the run resumed in-process from "
-                "an epoch-end checkpoint ends with another train/loss (val/test equal); the all-CLI mid-epoch "
-                "test passes. Open in #15",
-            ),
-        ),
+        "imdb",
     ],
 )
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
@@ -253,3 +245,32 @@ def test_a_signal_mid_epoch_checkpoints_exits_nonzero_and_resumes_exactly(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     picked = {k: v for k, v in straight.items() if k.startswith(("val/", "test/"))}
     assert {k: metrics_of(run_dir)[k] for k in picked} == pytest.approx(picked, rel=1e-5, abs=1e-6)
+
+
+def test_a_sweep_stopped_by_a_signal_shows_the_job_resumable_and_a_rerun_resumes_it_mid_epoch(
+    tmp_path, data_dir, one_thread
+):
+    """SIGTERM in epoch 1 of job 0 stops the sweep; its row says `interrupted (resumable)`; rerunning the
+    sweep with resume=true continues job 0 from that batch and runs job 1, and both end alike."""
+    from seqlab.sweeps import summarize
+
+    sweep_dir = tmp_path / "sweep"
+    stop = ["+callbacks.stop._target_=tests.helpers.SignalAt", "+callbacks.stop.batch=3"]
+    args = [
+        "-m",
+        *TASKS["mnist"],
+        *SMALL,
+        "trainer.limit_train_batches=1.0",
+        *stop,
+        "+callbacks.stop.epoch=1,99",
+    ]
+    args.append(f"hydra.sweep.dir={sweep_dir}")
+    stopped = train_cli(args, tmp_path / "unused", data_dir)
+    assert stopped.returncode == 1 and "stopped by a signal at epoch 1" in stopped.stderr
+    [row] = summarize(sweep_dir, plots=False)
+    assert row["status"] == "interrupted (resumable)" and "resume=true" in row["error"]
+    rerun = train_cli([*args, "resume=true"], tmp_path / "unused", data_dir)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert [r["status"] for r in summarize(sweep_dir, plots=False)] == ["done", "done"]
+    straight = {k: v for k, v in metrics_of(sweep_dir / "1").items() if k.startswith(("val/", "test/"))}
+    assert {k: metrics_of(sweep_dir / "0")[k] for k in straight} == pytest.approx(straight, rel=1e-5)

@@ -188,7 +188,7 @@ def test_submitit_local_sweep_with_a_killed_and_a_raising_job(tmp_path, data_dir
     from seqlab.sweeps import summarize
 
     rows = {r["job"]: r for r in summarize(sweep_dir)}
-    assert rows["0"]["status"] == "incomplete" and "killed" in rows["0"]["error"]
+    assert rows["0"]["status"] == "interrupted (resumable)" and "resume=true" in rows["0"]["error"]
     assert rows["1"]["status"] == "done" and float(rows["1"]["val/acc"]) >= 0
     assert rows["2"]["status"] == rows["3"]["status"] == "failed" and "lstmm" in rows["3"]["error"]
 

@@ -32,6 +32,7 @@ from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.checkpointing import AtomicCheckpointIO, write_text_atomic
 from seqlab.config import check_safe_targets
 from seqlab.errors import ConfigError
+from seqlab.sweeps import STOPPED
 from seqlab.tasks.base import TaskModule
 
 log = logging.getLogger(__name__)
@@ -302,7 +303,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
             trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
         except SIGTERMException:  # Lightning's way out on SIGTERM (SignalCheckpoint's on SIGUSR1/2 too)
             message = (
-                f"error: stopped by a signal at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                f"error: {STOPPED} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
                 f"resume=true continues from {Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}"
             )
             log.info(message)

@@ -28,6 +28,7 @@ from seqlab.checkpointing import write_text_atomic
 from seqlab.seeds import aggregate, group_by_config, markdown_table, seeds_swept, spread
 
 ERROR_FILE = "error.json"
+STOPPED = "stopped by a signal"  # the pipeline's message when a stop signal ended training
 
 
 def record_failure(output_dir: str | Path, error: BaseException) -> None:
@@ -45,7 +46,9 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def read_job(job_dir: Path) -> dict[str, Any]:
-    """One job: its overrides, status (done | failed | pruned | incomplete), final metrics, best epoch, error."""
+    """One job: its overrides, status (done | failed | pruned | interrupted (resumable) | incomplete), final
+    metrics, best epoch, error. Interrupted: no metrics but a last.ckpt, and no error other than a stop
+    signal (a SIGKILL leaves none)."""
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
@@ -66,6 +69,13 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     if metrics_file.is_file():
         row["status"] = "done"
         row["metrics"] = json.loads(metrics_file.read_text())
+    elif (job_dir / "checkpoints" / "last.ckpt").is_file() and (
+        not error_file.is_file() or STOPPED in json.loads(error_file.read_text())["message"]
+    ):
+        row["status"] = "interrupted (resumable)"
+        row["error"] = (
+            f"stopped or killed after {len(history)} whole epochs: rerun the sweep with resume=true to continue"
+        )
     elif error_file.is_file():
         error = json.loads(error_file.read_text())
         row["status"] = "pruned" if error["type"] == "TrialPruned" else "failed"

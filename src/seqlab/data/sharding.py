@@ -105,7 +105,13 @@ class RankBatches(Sampler[list[int]]):
         self.resume_at = resume_at  # a mid-epoch checkpoint's position: that epoch skips its done batches
         self._count = len(make_batches(None) if shuffle else self._evaluation_batches())
 
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at each epoch start
+    @property
+    def sampler(self) -> RankBatches:
+        # Lightning calls set_epoch on `dataloader.sampler` and `dataloader.batch_sampler.sampler` at
+        # each epoch start, never on the batch sampler itself: this batch sampler is its own sampler.
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _evaluation_batches(self) -> list[list[int]]:
