@@ -35,7 +35,7 @@ from benchlib import (
     steady_allocator,
 )
 
-from seqlab import pipeline
+from seqlab import build
 from seqlab.data import text as text_pipeline
 
 
@@ -49,9 +49,9 @@ def pipeline_timings(cfg) -> dict[str, float]:
     text_pipeline.encode(texts, vocab, max_length=cfg.data.max_length)
     encoded = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
-        pipeline.instantiate(cfg.data, "data", cache_dir=cache).prepare_data()
+        build.instantiate(cfg.data, "data", cache_dir=cache).prepare_data()
         loaded = time.perf_counter()
-        pipeline.instantiate(cfg.data, "data", cache_dir=cache).setup()
+        build.instantiate(cfg.data, "data", cache_dir=cache).setup()
         done = time.perf_counter()
     return {
         "read_s": read - start,
@@ -91,7 +91,7 @@ def main() -> None:
             datamodule = prepared_datamodule(cfg)
             batches = [b for _, b in zip(range(args.batches), datamodule.train_dataloader(), strict=False)]
             torch.manual_seed(0)
-            net = pipeline.build_task(cfg, datamodule).net
+            net = build.build_task(cfg, datamodule).net
             runs[name] = (cfg, datamodule, batches, copy.deepcopy(net.state_dict()), net)
         cfg, datamodule, batches, init, net = runs[PACKED]
         val = [b for _, b in zip(range(args.batches), datamodule.val_dataloader(), strict=False)]

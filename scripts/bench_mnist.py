@@ -35,10 +35,10 @@ from benchlib import (
 
 def compare(cfg, datamodule, batches: list, val: list, repeats: int) -> Comparison:
     """Alternating repeats of both paths from the same initial weights."""
-    from seqlab import pipeline
+    from seqlab import build
 
     torch.manual_seed(0)
-    template = pipeline.build_task(cfg, datamodule).net
+    template = build.build_task(cfg, datamodule).net
     init_state = copy.deepcopy(template.state_dict())
     plain_classifier_loop(copy.deepcopy(template), batches[:10], cfg)  # warm-up
 

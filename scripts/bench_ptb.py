@@ -35,7 +35,7 @@ from benchlib import (
     to_device,
 )
 
-from seqlab import pipeline
+from seqlab import build
 from seqlab.models.language_model import detach_state
 
 
@@ -86,7 +86,7 @@ def memory_probe(data_dir: str, tbptt: str, window: int, batches: int) -> dict:
         )
         datamodule = prepared_datamodule(cfg)
         data = [b for _, b in zip(range(batches), datamodule.train_dataloader(), strict=False)]
-        init = pipeline.build_task(cfg, datamodule).net.state_dict()
+        init = build.build_task(cfg, datamodule).net.state_dict()
         base = peak_rss_mb()
         lightning_fit(cfg, datamodule, init, data)
         result = {"peak_rss_mb": peak_rss_mb(), "rss_growth_mb": peak_rss_mb() - base}
@@ -120,7 +120,7 @@ def main() -> None:
         val = [b for _, b in zip(range(2 * args.batches), datamodule.val_dataloader(), strict=False)]
         tokens, val_tokens = sum(y.numel() for _, y in batches), sum(y.numel() for _, y in val)
         torch.manual_seed(0)
-        template = pipeline.build_task(cfg, datamodule).net
+        template = build.build_task(cfg, datamodule).net
         init_state = copy.deepcopy(template.state_dict())
         k = cfg.model.truncated_bptt_steps or cfg.data.seq_len
         device = plain_device(cfg)

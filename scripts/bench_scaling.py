@@ -23,7 +23,7 @@ from benchlib import (
     steady_allocator,
 )
 
-from seqlab import pipeline
+from seqlab import build
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
                     b for _, b in zip(range(args.windows + 1), datamodule.train_dataloader(), strict=False)
                 ]
                 torch.manual_seed(0)
-                init = copy.deepcopy(pipeline.build_task(cfg, datamodule).net.state_dict())
+                init = copy.deepcopy(build.build_task(cfg, datamodule).net.state_dict())
                 lightning_fit(cfg, datamodule, init, batches[:1])  # warm-up
                 timing, _ = lightning_fit(cfg, datamodule, init, batches[1:])
                 tokens = sum(y.numel() for _, y in batches[1:])

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, open_dict
 from report_bench import CONTROL
 from torch.utils.data import DataLoader
 
-from seqlab import pipeline
+from seqlab import build
 from seqlab.config import CONF_DIR
 
 DEFAULT_DATA_DIR = os.environ.get("SEQLAB_DATA_DIR", str(Path(CONF_DIR).parent / "data"))
@@ -58,7 +58,7 @@ def bench_cfg(experiment: str, data_dir: str, out: str, *overrides: str) -> Dict
 
 
 def prepared_datamodule(cfg: DictConfig):
-    datamodule = pipeline.build_datamodule(cfg)
+    datamodule = build.build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
@@ -135,10 +135,10 @@ def serving(datamodule, batches: list):
 
 def lightning_fit(cfg: DictConfig, datamodule, init_state: dict, batches: list) -> tuple[Timing, object]:
     """The seqlab path training on `batches` from the given initial weights: its timing, and the task."""
-    task = pipeline.build_task(cfg, datamodule)
+    task = build.build_task(cfg, datamodule)
     task.net.load_state_dict(init_state)
     timer = LoopTimer()
-    trainer = pipeline.build_trainer(cfg, task, [*pipeline.build_callbacks(cfg), timer], [])
+    trainer = build.build_trainer(cfg, task, [*build.build_callbacks(cfg), timer], [])
     start = time.perf_counter()
     trainer.fit(task, datamodule=serving(datamodule, batches))
     synchronize()
@@ -390,7 +390,7 @@ def lightning_validate(cfg: DictConfig, datamodule, task, batches: list) -> Timi
     """The seqlab path evaluating `batches` with the task's metrics (a classifier: loss, accuracy, F1,
     AUROC, confusion matrix; a language model: the exact NLL)."""
     timer = LoopTimer()
-    trainer = pipeline.build_trainer(cfg, task, [timer], [])
+    trainer = build.build_trainer(cfg, task, [timer], [])
     trainer.limit_val_batches = 1.0
     start = time.perf_counter()
     trainer.validate(task, datamodule=serving(datamodule, batches), verbose=False)

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from seqlab import pipeline
-from seqlab.attack import attack
 from seqlab.data import IMDBDataModule, MNISTDataModule, imdb, ptb
 from seqlab.errors import ConfigError
+from seqlab.tools.attack import attack_checkpoint as attack
 from tests.conftest import make_imdb, make_mnist, make_ptb
 
 

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from seqlab import pipeline
+from seqlab import pipeline, restore
 from seqlab.analysis import receptive_field
-from seqlab.attack import attack
 from seqlab.data.vocab import UNK, Vocabulary
 from seqlab.models import BagOfEmbeddings, PositionwiseFeedForward, RNNLanguageModel, SequenceClassifierNet
 from seqlab.models.transformer import TransformerEncoder
+from seqlab.tools.attack import attack_checkpoint as attack
 from seqlab.tools.attack import fgsm, targeted
 
 WORDS = ["the", "quick", "brown", "sly", "fox", "jumped", "over", "a", "lazy", "dog", "and", "found", "lion"]
@@ -150,7 +150,7 @@ def test_attacks_reach_their_target_or_say_so_and_stay_in_pixel_range(digit_clas
     report = attack(cfg)
     assert (tmp_path / "grid.png").stat().st_size > 5000
     assert 0 <= report["targeted"]["success_rate"] <= 1 and report["fgsm_eps0.1"]["mean_linf"] <= 0.1 + 1e-6
-    _, datamodule, task = pipeline.restore_from_checkpoint(digit_classifier)
+    _, datamodule, task = restore.restore_from_checkpoint(digit_classifier)
     task.eval()
     datamodule.setup("test")
     inputs, labels = datamodule.test_set.tensors

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from seqlab import pipeline
+from seqlab import build, pipeline
 from seqlab.data.sharding import pin_memory
 from tests.helpers import TrainingBatch
 
@@ -148,7 +148,7 @@ def run_reads(
             f"+trainer.limit_val_batches={val_steps}",
             output_dir=tmp_path / str(steps),
         )
-        data = pipeline.build_datamodule(cfg)
+        data = build.build_datamodule(cfg)
         data.prepare_data()
         data.setup("fit")
         assert len(data.train_dataloader()) >= steps and len(data.val_dataloader()) >= val_steps
@@ -226,7 +226,7 @@ def test_batches_are_pinned_when_a_gpu_trains(make_cfg, task):
             strategy=SimpleNamespace(root_device=torch.device(device)), global_rank=0, world_size=1
         )
 
-    data = pipeline.build_datamodule(make_cfg(*TASKS[task]))
+    data = build.build_datamodule(make_cfg(*TASKS[task]))
     data.prepare_data()
     data.setup("fit")
     pinned = {}
@@ -255,7 +255,7 @@ def test_compiled_model_trains_and_keeps_the_checkpoint_keys(make_cfg, tmp_path,
         "model.compile_backend=aot_eager",  # the inductor backend needs a compiler toolchain
     )
     pipeline.train(cfg)
-    task_module = pipeline.build_task(cfg, pipeline.build_datamodule(cfg))
+    task_module = build.build_task(cfg, build.build_datamodule(cfg))
     state = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)
     assert set(state["state_dict"]) == set(task_module.state_dict())
 

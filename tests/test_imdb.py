@@ -14,7 +14,7 @@ from seqlab.data.imdb import safe_extract
 from seqlab.data.text import build_vocab, encode, read_csv, tokenize
 from seqlab.errors import ConfigError
 from seqlab.models import BagOfEmbeddings
-from seqlab.predict import predict
+from seqlab.tools.prediction import predict_from_checkpoint as predict
 from tests.conftest import make_imdb
 from tests.test_train import EXPERIMENTS
 
@@ -241,7 +241,7 @@ def test_predict_on_a_saved_checkpoint(trained_bag, make_cfg, tmp_path, capsys):
 
 
 def test_embeddings_tool_works_on_a_text_classifier(trained_bag, make_cfg):
-    from seqlab.embeddings import embeddings
+    from seqlab.tools.embeddings import report_embeddings as embeddings
 
     result = embeddings(
         make_cfg(f"ckpt_path={trained_bag[0]}", "words=[great,awful]", "k=2", config_name="embeddings")

@@ -15,12 +15,12 @@ from seqlab import pipeline
 from seqlab.callbacks import GradNormMonitor
 from seqlab.data import DataError, PTBDataModule, Vocabulary
 from seqlab.data.ptb import EOS, batchify, read_words
-from seqlab.embeddings import embeddings
 from seqlab.errors import ConfigError
 from seqlab.models import RNNLanguageModel, generate
-from seqlab.sample import sample
 from seqlab.tasks import LanguageModel
 from seqlab.tools.embeddings import distances, nearest
+from seqlab.tools.embeddings import report_embeddings as embeddings
+from seqlab.tools.sampling import sample_from_checkpoint as sample
 from seqlab.tools.sampling import sample_text
 from tests.conftest import make_ptb
 from tests.test_train import EXPERIMENTS

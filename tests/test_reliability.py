@@ -13,7 +13,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seqlab import pipeline
+from seqlab import build, pipeline
 from seqlab.callbacks.history import read_history
 from seqlab.errors import ConfigError, TrainingError
 
@@ -203,7 +203,7 @@ def test_non_finite_loss_stops_with_epoch_step_batch_and_keeps_the_good_checkpoi
 def test_debug_anomaly_turns_on_anomaly_detection(make_cfg):
     cfg = make_cfg("debug=anomaly")
     assert cfg.trainer.detect_anomaly is True
-    trainer = pipeline.instantiate(cfg.trainer, "trainer", max_steps=1, logger=False)
+    trainer = build.instantiate(cfg.trainer, "trainer", max_steps=1, logger=False)
     assert trainer._detect_anomaly
 
 

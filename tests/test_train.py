@@ -10,7 +10,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seqlab import pipeline
+from seqlab import pipeline, restore
 from seqlab.config import CONF_DIR, ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml"))
@@ -170,4 +170,4 @@ def test_a_checkpoint_config_cannot_instantiate_arbitrary_targets(make_cfg, tmp_
     ckpt["seqlab"]["config"]["optimizer"] = {"_target_": "os.system", "command": "echo pwned"}
     torch.save(ckpt, tmp_path / "evil.ckpt")
     with pytest.raises(ConfigError, match=r"optimizer._target_='os.system'"):
-        pipeline.restore_from_checkpoint(tmp_path / "evil.ckpt")
+        restore.restore_from_checkpoint(tmp_path / "evil.ckpt")

@@ -1,20 +1,6 @@
-"""`python -m seqlab.eval ckpt_path=...`: test a checkpoint with the model and data it was trained with."""
+"""`python -m seqlab.eval`: the entry point lives in `seqlab.cli.eval`."""
 
-from __future__ import annotations
-
-import hydra
-from omegaconf import DictConfig
-
-from seqlab.config import CONF_DIR
-from seqlab.train import run
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
-    from seqlab import pipeline
-
-    run(pipeline.evaluate, cfg)
-
+from seqlab.cli.eval import main
 
 if __name__ == "__main__":
     main()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 from seqlab.data.ptb import EOS
 from seqlab.data.vocab import UNK, Vocabulary
@@ -44,3 +46,29 @@ def sample_text(
     finally:
         net.train(was_training)
     return " ".join(words).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n")
+
+
+def sample_from_checkpoint(cfg: DictConfig) -> str:
+    """`python -m seqlab.sample`: text from a language model checkpoint, printed (and written to `out`)."""
+    from seqlab.restore import restore_for_tool
+    from seqlab.tasks import LanguageModel
+
+    _, datamodule, task = restore_for_tool(
+        cfg,
+        "sampling needs a language model checkpoint, e.g. from experiment=ptb_lab",
+        lambda task, _: isinstance(task, LanguageModel),
+    )
+    text = sample_text(
+        task.net,
+        datamodule.vocab,
+        cfg.prompt,
+        cfg.num_words,
+        cfg.strategy,
+        cfg.temperature,
+        cfg.top_k,
+        cfg.seed,
+    )
+    print(text)
+    if cfg.out:
+        Path(cfg.out).write_text(text + "\n")
+    return text

@@ -1,0 +1,24 @@
+"""The Hydra entry points: each composes its config (`conf/<name>.yaml`) and calls one function through
+`run`, which ends a single run's user error (config, data, training) with its message alone.
+`python -m seqlab.<name>` and the `seqlab-<name>` console scripts start them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from seqlab.errors import USER_ERRORS
+
+
+def run(task_function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Call `task_function(cfg)`; in a single run, a user error (config, data, training) ends with its message alone."""
+    try:
+        return task_function(cfg)
+    except USER_ERRORS as err:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep records this job as failed and goes on
+        raise SystemExit(f"error: {err}") from None

@@ -1,0 +1,92 @@
+"""Rebuild the data module and task module that wrote a checkpoint: for eval, the tools and resumes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from seqlab.build import build_datamodule, build_task
+from seqlab.config import check_safe_targets
+from seqlab.errors import ConfigError
+from seqlab.tasks.base import TaskModule
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a seqlab checkpoint safely (`weights_only=True`: tensors and plain data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={str(path)!r}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(
+            f"ckpt_path={str(path)!r}: not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "seqlab" not in checkpoint:
+        raise ConfigError(
+            f"ckpt_path={str(path)!r}: not a seqlab checkpoint (no model state and run metadata)"
+        )
+    return checkpoint
+
+
+def check_state_fits(task: TaskModule, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Name every parameter that is missing, unexpected or of another shape, before any work starts."""
+    own = task.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state_dict]
+    problems += [f"unexpected {k}" for k in state_dict if k not in own]
+    problems += [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if problems:
+        shown = "\n  ".join(problems[:12]) + ("\n  ..." if len(problems) > 12 else "")
+        raise ConfigError(
+            f"{source} does not fit the model config:\n  {shown}\n"
+            "Use the model settings the checkpoint was trained with (its .hydra/config.yaml), or another checkpoint."
+        )
+
+
+def restore_from_checkpoint(
+    ckpt_path: str | Path, data_dir: str | None = None
+) -> tuple[DictConfig, L.LightningDataModule, TaskModule]:
+    """Rebuild the data module and task module that wrote a checkpoint, with its weights loaded.
+
+    Shared by `eval` and every tool that works on a trained model. Only seqlab and torch.optim
+    targets of the stored config are instantiated.
+    """
+    checkpoint = read_checkpoint(ckpt_path)
+    run_cfg = OmegaConf.create(checkpoint["seqlab"]["config"])
+    for group in ("data", "model", "optimizer", "scheduler"):  # everything build_task instantiates
+        check_safe_targets(run_cfg.get(group), group)
+    if data_dir is not None:
+        with open_dict(run_cfg):
+            run_cfg.paths.data_dir = data_dir
+            run_cfg.data.data_dir = data_dir
+    datamodule = build_datamodule(run_cfg)
+    datamodule_state = checkpoint.get(type(datamodule).__qualname__)
+    if datamodule_state:
+        datamodule.load_state_dict(datamodule_state)
+    task = build_task(run_cfg, datamodule)
+    check_state_fits(task, checkpoint["state_dict"], f"checkpoint {ckpt_path}")
+    task.load_state_dict(checkpoint["state_dict"])
+    return run_cfg, datamodule, task
+
+
+def restore_for_tool(
+    cfg: DictConfig, need: str, accepts: Callable[[TaskModule, L.LightningDataModule], bool]
+) -> tuple[DictConfig, L.LightningDataModule, TaskModule]:
+    """`restore_from_checkpoint` of a tool's `ckpt_path`, reading data from its `paths.data_dir` (as eval
+    does), refusing a checkpoint of a task the tool cannot use with `need` as the reason."""
+    ckpt_path = cfg.ckpt_path
+    run_cfg, datamodule, task = restore_from_checkpoint(ckpt_path, cfg.paths.data_dir)
+    if not accepts(task, datamodule):
+        raise ConfigError(
+            f"ckpt_path={str(ckpt_path)!r} holds a {type(task).__name__} ({run_cfg.get('task_name')}); {need}"
+        )
+    return run_cfg, datamodule, task

@@ -1,0 +1,93 @@
+"""A run dir's life: resume or refuse what is there, finished runs' metrics, one DDP job at a time in a sweep."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict, read_write
+
+from seqlab.checkpointing import write_text_atomic
+from seqlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def read_metrics(output_dir: str | Path) -> dict[str, float] | None:
+    path = Path(output_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
+    return write_text_atomic(
+        Path(output_dir) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    )
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint training starts from: `ckpt_path`, else the run dir's last.ckpt when resuming.
+
+    A SLURM requeue (SLURM_RESTART_COUNT > 0) resumes as `resume=true` does. Without either, a run
+    dir that already holds checkpoints is refused rather than overwritten.
+    """
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    if cfg.get("resume") or requeued:
+        if last.is_file():
+            log.info("Resuming from %s", last)
+            return str(last)
+        # A requeue before the first checkpoint must start from scratch; a mistyped run dir should not
+        # pass unnoticed, so this is a warning that names the dir.
+        log.warning(
+            "resume: %s holds no checkpoints/last.ckpt: training from scratch. If you meant to continue "
+            "another run, give its run_name=... (or hydra.run.dir=...)",
+            cfg.paths.output_dir,
+        )
+        return None
+    if last.exists():
+        raise ConfigError(
+            f"{cfg.paths.output_dir} already holds the checkpoints of an earlier run: resume=true continues "
+            "it; another run_name=... (or hydra.run.dir=...) starts a new one"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def distributed_job() -> Iterator[None]:
+    """Run one job's DDP work so that the next job of a sweep, in the same process, starts clean.
+
+    Inside a multirun, Lightning's DDP launcher would start the other ranks with this process's
+    command line, i.e. the whole sweep again: for the length of the job the command line becomes
+    this job's own overrides and `hydra.run.dir` its output dir. Afterwards the process group is
+    destroyed and the environment variables Lightning set (LOCAL_RANK, MASTER_PORT...) are removed,
+    or the next job would take itself for a child rank of this one.
+    """
+    environ = dict(os.environ)
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun:
+        hydra_cfg = HydraConfig.get()
+        argv, run_dir = sys.argv, hydra_cfg.run.dir
+        sys.argv = [argv[0], *hydra_cfg.overrides.task]
+        with open_dict(hydra_cfg), read_write(hydra_cfg):
+            hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        if multirun:
+            sys.argv = argv
+            with open_dict(hydra_cfg), read_write(hydra_cfg):
+                hydra_cfg.run.dir = run_dir
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+            os.environ.clear()
+            os.environ.update(environ)
