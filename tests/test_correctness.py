@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from seqlab import pipeline
-from seqlab.data import IMDBDataModule, MNISTDataModule, imdb, ptb
+from seqlab.data import IMDBDataModule, MNISTDataModule, ptb
+from seqlab.data import imdb_source as imdb
 from seqlab.errors import ConfigError
 from seqlab.tools.attack import attack_checkpoint as attack
 from tests.conftest import make_imdb, make_mnist, make_ptb

@@ -10,7 +10,7 @@ import torch
 
 from seqlab import pipeline
 from seqlab.data import DataError, IMDBDataModule
-from seqlab.data.imdb import safe_extract
+from seqlab.data.imdb_source import safe_extract
 from seqlab.data.text import build_vocab, encode, read_csv, tokenize
 from seqlab.errors import ConfigError
 from seqlab.models import BagOfEmbeddings

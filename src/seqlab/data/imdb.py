@@ -6,8 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from seqlab.checks import check_choice, check_positive
 from seqlab.data import text
-from seqlab.data.files import download, folder_lock
+from seqlab.data.imdb_source import SPLITS, ensure_source, read_source, source_files, split_reviews
 from seqlab.data.sharding import (
     MakeBatches,
     chunks,
@@ -31,76 +29,12 @@ from seqlab.data.sharding import (
     train_position,
 )
 from seqlab.data.vocab import Vocabulary
-from seqlab.errors import ConfigError, DataError
+from seqlab.errors import DataError
 
 log = logging.getLogger(__name__)
-ARCHIVE = "aclImdb_v1.tar.gz"
-ARCHIVE_URLS = ["https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"]
-ARCHIVE_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 LABEL_NAMES = ("neg", "pos")
 PADDING_SIDES = ("left", "right")
-SPLITS = ("official", "course")
-COURSE_FRACTIONS = (0.7, 0.1, 0.2)  # train/val/test of the 50,000 pooled reviews
 CACHE_FORMAT = 1
-
-
-def safe_extract(archive: Path, target: Path) -> None:
-    """Extract a tar archive, refusing members that would land outside `target` (or links, devices)."""
-    target = target.resolve()
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            dest = (target / member.name).resolve()
-            if not dest.is_relative_to(target) or member.issym() or member.islnk() or member.isdev():
-                raise DataError(
-                    f"{archive}: refusing member {member.name!r}, it would write outside {target}"
-                )
-        tar.extractall(target, filter="data")
-
-
-def ensure_source(folder: Path) -> None:
-    """A readable source in `folder`: the CSVs, an extracted `aclImdb/`, or the archive (downloaded if missing)."""
-
-    def present() -> bool:
-        return any((folder / name).exists() for name in ("train.csv", "test.csv", "aclImdb"))
-
-    if present():
-        return
-    with folder_lock(folder):  # one process downloads and extracts; the others wait, then find it done
-        if present():
-            return
-        archive = folder / ARCHIVE
-        if not archive.exists():
-            try:
-                download(ARCHIVE_URLS, archive, ARCHIVE_MD5, timeout=60)
-            except DataError as err:
-                raise DataError(
-                    f"IMDB data not found in {folder}: expected train.csv and test.csv (columns text,label), "
-                    f"an extracted aclImdb/ folder, or {ARCHIVE}; the download failed.\n{err}"
-                ) from None
-        extracting = folder / ".aclImdb.partial"  # renamed into place whole: a killed extraction is redone
-        shutil.rmtree(extracting, ignore_errors=True)
-        safe_extract(archive, extracting)
-        if not (extracting / "aclImdb").is_dir():
-            raise DataError(
-                f"{archive} holds no aclImdb/ folder: is it the IMDB archive? Delete it to fetch it again"
-            )
-        os.replace(extracting / "aclImdb", folder / "aclImdb")
-        shutil.rmtree(extracting, ignore_errors=True)
-
-
-def read_source(folder: Path) -> dict[str, tuple[list[str], list[int]]]:
-    """train/test from `train.csv`/`test.csv`, else from the extracted `aclImdb/`."""
-    ensure_source(folder)
-    if (folder / "train.csv").exists() or (folder / "test.csv").exists():
-        return {split: text.read_csv(folder / f"{split}.csv") for split in ("train", "test")}
-    return {split: text.read_folder(folder / "aclImdb" / split) for split in ("train", "test")}
-
-
-def source_files(folder: Path) -> list[Path]:
-    csvs = [folder / "train.csv", folder / "test.csv"]
-    if all(p.exists() for p in csvs):
-        return csvs
-    return [p for p in (folder / "aclImdb", folder / ARCHIVE) if p.exists()]
 
 
 def bucket_batches(lengths: Tensor, batch_size: int, pool: int = 50) -> MakeBatches:
@@ -222,7 +156,7 @@ class IMDBDataModule(L.LightningDataModule):
         return text.add_bigrams(rows, self.vocab) if self.settings["ngrams"] == 2 else rows
 
     def _build(self) -> dict[str, Any]:
-        parts = self._split_source(read_source(self.folder))
+        parts = split_reviews(read_source(self.folder), self.split, self.split_seed, self.val_size)
         s = self.settings
         self.vocab = text.build_vocab(
             parts["train"][0], s["min_freq"], s["max_size"], s["lowercase"], s["remove_stop_words"]
@@ -239,45 +173,6 @@ class IMDBDataModule(L.LightningDataModule):
                 "labels": torch.tensor(parts[split][1]),
             }
         return data
-
-    def _split_source(
-        self, source: dict[str, tuple[list[str], list[int]]]
-    ) -> dict[str, tuple[list[str], list[int]]]:
-        """The source's train/test reviews -> the train/val/test parts of `split`."""
-
-        def pick(texts: list[str], labels: list[int], idx: list[int]) -> tuple[list[str], list[int]]:
-            return [texts[i] for i in idx], [labels[i] for i in idx]
-
-        if self.split == "course":
-            texts, labels = source["train"][0] + source["test"][0], source["train"][1] + source["test"][1]
-            order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(self.split_seed))
-            n_train, n_val = (round(f * len(texts)) for f in COURSE_FRACTIONS[:2])
-            cuts = {"train": order[:n_train], "val": order[n_train : n_train + n_val]}
-            cuts["test"] = order[n_train + n_val :]
-            return {name: pick(texts, labels, idx.tolist()) for name, idx in cuts.items()}
-        texts, labels = source["train"]
-        val_idx = self._val_indices(torch.tensor(labels))
-        in_val = torch.zeros(len(texts), dtype=torch.bool)
-        in_val[val_idx] = True
-        train_idx = (~in_val).nonzero().squeeze(1).tolist()
-        return {
-            "train": pick(texts, labels, train_idx),
-            "val": pick(texts, labels, val_idx),
-            "test": source["test"],
-        }
-
-    def _val_indices(self, labels: Tensor) -> list[int]:
-        if self.val_size >= len(labels):
-            raise ConfigError(
-                f"data.val_size={self.val_size} must be smaller than the {len(labels)} training reviews"
-            )
-        generator = torch.Generator().manual_seed(self.split_seed)
-        picked = []
-        for label in labels.unique():
-            members = (labels == label).nonzero().squeeze(1)
-            share = round(self.val_size * len(members) / len(labels))
-            picked += members[torch.randperm(len(members), generator=generator)[:share]].tolist()
-        return sorted(picked)
 
     def _write_cache(self, path: Path, data: dict[str, Any]) -> None:
         try:
