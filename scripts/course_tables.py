@@ -2,7 +2,7 @@
 
     python scripts/course_tables.py [--sweeps outputs/sweeps] [--out results] [NAME ...]
 
-Reads each finished sweep dir (`+sweep=<NAME>` writes outputs/sweeps/<NAME>/); a missing one is skipped.
+Reads each finished sweep dir (`sweep=<NAME>` writes outputs/sweeps/<NAME>/); a missing one is skipped.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def table(name: str, sweep_dir: Path, out: Path) -> Path:
     lines = [
         f"# {title}",
         "",
-        f"Command: `python -m seqlab.train -m +sweep={name}` (with `SEQLAB_DATA_DIR=../shared/data`); "
+        f"Command: `python -m seqlab.train -m sweep={name}` (with `SEQLAB_DATA_DIR=../shared/data`); "
         f"tables: `python scripts/course_tables.py {name}`.",
         f"Data split: `{split}`. Machine: {machine()}. Finished {finished:%Y-%m-%d %H:%M} UTC; "
         f"training and evaluation wall time {wall / 60:.0f} min for {len(jobs)} jobs.",

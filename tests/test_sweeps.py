@@ -111,10 +111,10 @@ def test_named_sweep_configs_compose_with_fixed_dirs():
     } <= set(names)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         for name in names:
-            cfg = compose("train", overrides=[f"+sweep={name}"], return_hydra_config=True)
+            cfg = compose("train", overrides=[f"sweep={name}"], return_hydra_config=True)
             assert cfg.hydra.sweep.dir.endswith(f"sweeps/{name}") and cfg.hydra.sweeper.params
         cfg = compose(
-            "train", overrides=["+sweep=imdb_optimizers", "optimizer=adagrad"], return_hydra_config=True
+            "train", overrides=["sweep=imdb_optimizers", "optimizer=adagrad"], return_hydra_config=True
         )
         assert cfg.hydra.sweeper.params.optimizer == "sgd,sgd_momentum,adagrad,rmsprop,adam"
         assert cfg.optimizer.lr == 0.01  # adagrad's own rate from the experiment's optimizer_lr table

@@ -10,7 +10,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seqlab import pipeline, restore
+from seqlab import build, pipeline, restore
 from seqlab.config import CONF_DIR, ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml"))
@@ -171,3 +171,17 @@ def test_a_checkpoint_config_cannot_instantiate_arbitrary_targets(make_cfg, tmp_
     torch.save(ckpt, tmp_path / "evil.ckpt")
     with pytest.raises(ConfigError, match=r"optimizer._target_='os.system'"):
         restore.restore_from_checkpoint(tmp_path / "evil.ckpt")
+
+
+def test_the_scheduler_group_sets_its_interval_and_monitor(make_cfg):
+    """Lightning's options for a schedule live beside it in conf/scheduler, not in the model group."""
+    cfg = make_cfg(
+        "experiment=mnist_rnn", "scheduler=plateau", "scheduler.monitor=val/acc", "scheduler.mode=max"
+    )
+    datamodule = build.build_datamodule(cfg)
+    schedule = build.build_task(cfg, datamodule).configure_optimizers()["lr_scheduler"]
+    assert schedule["monitor"] == "val/acc" and schedule["interval"] == "epoch"
+    assert isinstance(schedule["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    cfg = make_cfg("experiment=mnist_rnn", "scheduler=cosine", "scheduler.interval=step")
+    schedule = build.build_task(cfg, build.build_datamodule(cfg)).configure_optimizers()["lr_scheduler"]
+    assert schedule["interval"] == "step" and schedule["scheduler"].T_max == cfg.trainer.max_epochs

@@ -41,12 +41,16 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> TaskModule
         dims = datamodule.dims
     except ValueError as err:
         raise err if isinstance(err, ConfigError) else ConfigError(f"data: {err}") from None
+    # The scheduler group also holds Lightning's options for it (`interval`, `monitor`), not its own.
+    schedule = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else {}
+    options = {f"scheduler_{k}": schedule.pop(k) for k in ("interval", "monitor") if k in schedule}
     task = instantiate(
         cfg.model,
         "model",
         net=dims,
         optimizer=cfg.get("optimizer"),
-        scheduler=cfg.get("scheduler") or None,
+        scheduler=schedule or None,
+        **options,
     )
     config = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True

@@ -31,6 +31,7 @@ class TaskModule(L.LightningModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
         compile: bool = False,
         compile_backend: str = "inductor",
     ) -> None:
@@ -39,7 +40,8 @@ class TaskModule(L.LightningModule):
         self.compile_net, self.compile_backend = compile, compile_backend  # (nn.Module.compile is a method)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
+        self.scheduler_interval = scheduler_interval  # both from the scheduler group (see build_task)
+        self.scheduler_monitor = scheduler_monitor
         self.run_info: dict[str, Any] = {}
 
     def configure_model(self) -> None:
@@ -71,7 +73,7 @@ class TaskModule(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer=optimizer)
         config = {"scheduler": scheduler, "interval": self.scheduler_interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and self.automatic_optimization:
-            config["monitor"] = "val/loss"  # manual tasks step their schedulers themselves
+            config["monitor"] = self.scheduler_monitor  # manual tasks step their schedulers themselves
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -30,10 +30,13 @@ class SequenceClassifier(TaskModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
         compile: bool = False,
         compile_backend: str = "inductor",
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_interval, compile, compile_backend)
+        super().__init__(
+            net, optimizer, scheduler, scheduler_interval, scheduler_monitor, compile, compile_backend
+        )
         n = net.head.out_features
         # No per-batch input checks (torch.unique): on a GPU each is a host-device sync, and the inputs
         # are ours (argmax/softmax of the logits, labels the data module validated). A non-finite

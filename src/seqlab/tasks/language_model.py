@@ -35,6 +35,7 @@ class LanguageModel(TaskModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
         compile: bool = False,
         compile_backend: str = "inductor",
         truncated_bptt_steps: int | None = 35,
@@ -43,7 +44,9 @@ class LanguageModel(TaskModule):
         gradient_clip_val: float | None = None,
         accumulate_grad_batches: int = 1,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_interval, compile, compile_backend)
+        super().__init__(
+            net, optimizer, scheduler, scheduler_interval, scheduler_monitor, compile, compile_backend
+        )
         if truncated_bptt_steps is not None and (
             isinstance(truncated_bptt_steps, bool)
             or not isinstance(truncated_bptt_steps, int)
@@ -187,7 +190,7 @@ class LanguageModel(TaskModule):
         if scheduler is None:
             return
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            val_loss = self.trainer.callback_metrics.get("val/loss")
+            val_loss = self.trainer.callback_metrics.get(self.scheduler_monitor)
             if val_loss is not None:
                 scheduler.step(val_loss)
         else:
