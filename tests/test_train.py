@@ -29,7 +29,9 @@ def test_every_experiment_runs_with_fast_dev_run(make_cfg, experiment):
 
 
 def test_run_dir_holds_checkpoints_tensorboard_and_grad_norms(make_cfg):
-    cfg = make_cfg("experiment=mnist_rnn", *LIMIT, "callbacks.grad_norm.every_n_steps=1")
+    cfg = make_cfg(
+        "experiment=mnist_rnn", *LIMIT, "callbacks.grad_norm.every_n_steps=1", "trainer.log_every_n_steps=2"
+    )
     pipeline.train(cfg)
     out = Path(cfg.paths.output_dir)
     assert (out / "checkpoints" / "last.ckpt").exists() and len(
@@ -44,6 +46,8 @@ def test_run_dir_holds_checkpoints_tensorboard_and_grad_norms(make_cfg):
     assert {"train/loss_step", "val/acc", "val/loss"} <= tags
     steps = [e.step for e in events.Scalars("grad_norm/net.encoder.rnn.weight_hh_l0/l2")]
     assert steps == list(range(6))  # every step of 2 epochs x 3 batches
+    # The per-step loss is logged on the steps the loggers write (log_every_n_steps=2 here), no others.
+    assert [e.step for e in events.Scalars("train/loss_step")] == [1, 3, 5]
 
 
 def test_eval_reproduces_the_test_metrics_of_training(make_cfg, tmp_path):

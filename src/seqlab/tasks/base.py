@@ -96,8 +96,9 @@ class TaskModule(L.LightningModule):
         progress-bar value into a number again on every later step of the epoch, which for a value left
         on a GPU would make each step wait for the device.
         """
-        connector = getattr(self.trainer, "_logger_connector", None)
-        if connector is None or getattr(connector, "should_update_logs", True):
+        trainer = self._trainer
+        every = trainer.log_every_n_steps if trainer is not None else 1
+        if trainer is None or (trainer.fit_loop.total_batch_idx + 1) % every == 0 or trainer.should_stop:
             self.log(name, value.detach().float().cpu(), on_step=True, on_epoch=False, **kwargs)
 
 
