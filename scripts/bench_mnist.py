@@ -21,10 +21,13 @@ from benchlib import (
     Figures,
     add_common_args,
     add_comparison,
+    alternate,
+    bare_lightning_fit,
     bench_cfg,
     compare_with_plain,
     header,
     median,
+    paired_ratio,
     plain_classifier_eval,
     plain_classifier_loop,
     prepared_datamodule,
@@ -47,6 +50,54 @@ def compare(cfg, datamodule, batches: list, val: list, repeats: int) -> Comparis
         return plain_classifier_loop(net, batches, cfg), plain_classifier_eval(net, val, cfg)
 
     return compare_with_plain(cfg, datamodule, init_state, batches, val, plain, repeats)
+
+
+def compare_bare(cfg, datamodule, batches: list, repeats: int) -> tuple[list[float], list[float]]:
+    """Alternating repeats of the plain loop and a bare LightningModule (same net, same batches)."""
+    from seqlab import build
+
+    torch.manual_seed(0)
+    template = build.build_task(cfg, datamodule).net
+    plain_s: list[float] = []
+    bare_s: list[float] = []
+    alternate(
+        lambda: plain_s.append(plain_classifier_loop(copy.deepcopy(template), batches, cfg)),
+        lambda: bare_s.append(bare_lightning_fit(cfg, copy.deepcopy(template), batches)),
+        repeats=repeats,
+    )
+    return plain_s, bare_s
+
+
+def add_bare_rows(
+    figures: Figures, samples: int, steps: int, tiny: Comparison, bare: tuple[list[float], list[float]]
+) -> None:
+    """The 1 x 8 RNN as a bare LightningModule: its ratio to the plain loop, Lightning's own cost per step,
+    and what seqlab costs per step beyond it (each the median of the paired differences)."""
+    plain_s, bare_s = bare
+    figures.add(
+        "train throughput, 1 x 8 rnn, bare LightningModule",
+        samples / median(bare_s),
+        "samples/s",
+        samples / median(plain_s),
+        paired_ratio(plain_s, bare_s),
+        "Lightning alone: the ceiling for seqlab's ratio",
+    )
+    lightning_us = median([b - p for p, b in zip(plain_s, bare_s, strict=True)]) / steps * 1e6
+    seqlab_us = (
+        median([t.loop_s - p for p, t in zip(tiny.plain_train, tiny.seqlab_train, strict=True)]) / steps * 1e6
+    )
+    figures.add(
+        "Lightning's cost per training step, 1 x 8 rnn",
+        lightning_us,
+        "us",
+        goal="bare module minus plain loop",
+    )
+    figures.add(
+        "seqlab's cost per step beyond Lightning's, 1 x 8 rnn",
+        seqlab_us - lightning_us,
+        "us",
+        goal="goal <= 100 us",
+    )
 
 
 def main() -> None:
@@ -78,6 +129,7 @@ def main() -> None:
             "model.net.num_layers=1",
         )
         tiny = compare(tiny_cfg, datamodule, batches, val[:1], args.repeats)
+        bare = compare_bare(tiny_cfg, datamodule, batches, args.repeats)
     samples, val_samples = sum(len(b[1]) for b in batches), sum(len(b[1]) for b in val)
     print(
         header(
@@ -95,6 +147,7 @@ def main() -> None:
         "us",
         goal="seqlab loop minus plain loop, median",
     )
+    add_bare_rows(figures, samples, len(batches), tiny, bare)
     figures.add(
         "start-up to exit, debug=fdr",
         startup_time("mnist_lstm", args.data_dir, *args.overrides),

@@ -10,7 +10,7 @@ import json
 import platform
 from pathlib import Path
 
-CONTROL = "plain loop vs itself (noise control)"  # the end of the noise-control rows' measure
+from benchlib.report import CONTROL
 
 GPU_ROWS = (
     "PTB ptb_zaremba_medium: s/epoch, test perplexity, seqlab/plain ratio",
