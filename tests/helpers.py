@@ -141,3 +141,16 @@ class EpochOrders(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         EpochOrders.orders[-1] += batch[1].flatten().tolist()
+
+
+class BatchScores(L.Callback):
+    """Recompute each training batch's loss and correct count before its step (no dropout: the same
+    numbers the step sees); `BatchScores.rows` holds (loss, correct, n) per batch."""
+
+    rows: list[tuple[float, int, int]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        with torch.no_grad():
+            logits = pl_module(batch[0], batch[2] if len(batch) > 2 else None)
+            loss = torch.nn.functional.cross_entropy(logits, batch[1])
+        BatchScores.rows.append((float(loss), int((logits.argmax(-1) == batch[1]).sum()), len(batch[1])))

@@ -11,6 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqlab import build, pipeline, restore
+from seqlab.callbacks.history import read_history
 from seqlab.config import CONF_DIR, ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml"))
@@ -189,3 +190,24 @@ def test_the_scheduler_group_sets_its_interval_and_monitor(make_cfg):
     cfg = make_cfg("experiment=mnist_rnn", "scheduler=cosine", "scheduler.interval=step")
     schedule = build.build_task(cfg, build.build_datamodule(cfg)).configure_optimizers()["lr_scheduler"]
     assert schedule["interval"] == "step" and schedule["scheduler"].T_max == cfg.trainer.max_epochs
+
+
+def test_train_loss_and_accuracy_are_the_epochs_example_weighted_means(make_cfg):
+    from tests.helpers import BatchScores
+
+    BatchScores.rows = []
+    cfg = make_cfg(
+        "experiment=mnist_rnn",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "data.val_size=40",
+        "data.batch_size=12",
+        "model.net.dropout=0.0",
+        "+callbacks.scores._target_=tests.helpers.BatchScores",
+    )
+    _, metrics = pipeline.train(cfg)
+    rows, n = BatchScores.rows, sum(r[2] for r in BatchScores.rows)
+    history = read_history(Path(cfg.paths.output_dir) / "history.csv")[0]
+    assert history["train/loss"] == pytest.approx(sum(loss * k for loss, _, k in rows) / n, rel=1e-5)
+    assert history["train/acc"] == pytest.approx(sum(c for _, c, _ in rows) / n, rel=1e-6)
+    assert metrics["train/loss"] == pytest.approx(history["train/loss"], rel=1e-6)

@@ -42,8 +42,10 @@ class SequenceClassifier(TaskModule):
         # are ours (argmax/softmax of the logits, labels the data module validated). A non-finite
         # training loss is caught by NonFiniteLossGuard; a NaN eval loss shows as NaN.
         fast = {"validate_args": False}
-        self.train_acc = MulticlassAccuracy(n, average="micro", **fast)
-        self.train_loss = MeanNLL()
+        # Training sums (correct, loss x examples, examples) as one buffer: a step adds to it with plain
+        # tensor ops (torchmetrics' update wrapper cost more than a tiny model's whole step); reduced
+        # across ranks once an epoch.
+        self.register_buffer("train_sums", torch.zeros(3, dtype=torch.float64), persistent=False)
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(n, average="micro", **fast),
@@ -65,18 +67,21 @@ class SequenceClassifier(TaskModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         logits, y = self._logits(batch), batch[1]
         loss = F.cross_entropy(logits, y)
-        self.train_acc.update(logits.argmax(-1), y)
-        self.train_loss.update(loss.detach() * len(y), len(y))
+        correct = (logits.detach().argmax(-1) == y).sum()
+        self.train_sums += torch.stack(
+            [correct.double(), loss.detach().double() * len(y), y.new_tensor(len(y)).double()]
+        )
         self.log_step("train/loss_step", loss, prog_bar=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        # Metric objects are already reduced across ranks; sync_dist only tells Lightning so (no-op off DDP).
+        correct, loss_sum, count = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
+        count = count.clamp(min=1)
+        # Already reduced across ranks; sync_dist only tells Lightning so (a no-op off DDP).
         self.log_dict(
-            {"train/loss": self.train_loss.compute(), "train/acc": self.train_acc.compute()}, sync_dist=True
+            {"train/loss": (loss_sum / count).float(), "train/acc": (correct / count).float()}, sync_dist=True
         )
-        self.train_loss.reset()
-        self.train_acc.reset()
+        self.train_sums.zero_()
 
     def _eval_step(self, batch: tuple[Tensor, ...], stage: str) -> None:
         # Only metric updates per batch (no self.log): logging is done once, at the epoch end.
