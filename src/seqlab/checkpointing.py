@@ -40,6 +40,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.close(dir_fd)
 
 
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """A run dir's `checkpoints/last.ckpt`: what `resume=true` continues from (written every epoch by
+    the callbacks config's `last_checkpoint`, and mid-epoch on a stop signal)."""
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write `text` to a temporary file beside `path` (named by process: concurrent jobs may share a
     path), then rename it over `path`: readers see the old file or the new one, never half of one."""

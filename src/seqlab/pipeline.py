@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -25,6 +24,7 @@ from seqlab.build import (
     seed,
 )
 from seqlab.callbacks.preemption import SignalCheckpoint
+from seqlab.checkpointing import last_checkpoint
 from seqlab.errors import ConfigError
 from seqlab.restore import check_state_fits, read_checkpoint, restore_from_checkpoint
 from seqlab.run_dir import distributed_job, read_metrics, resume_checkpoint, write_metrics
@@ -93,7 +93,7 @@ def fit(
     except SIGTERMException:  # Lightning's way out on SIGTERM (SignalCheckpoint's on SIGUSR1/2 too)
         message = (
             f"error: {STOPPED} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
-            f"resume=true continues from {Path(output_dir) / 'checkpoints' / 'last.ckpt'}"
+            f"resume=true continues from {last_checkpoint(output_dir)}"
         )
         log.info(message)
         for callback in trainer.callbacks:

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 
-from seqlab.checkpointing import write_text_atomic
+from seqlab.checkpointing import last_checkpoint, write_text_atomic
 from seqlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     """
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(cfg.paths.output_dir)
     requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
     if cfg.get("resume") or requeued:
         if last.is_file():

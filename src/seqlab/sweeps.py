@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.callbacks.history import read_history
-from seqlab.checkpointing import write_text_atomic
+from seqlab.checkpointing import last_checkpoint, write_text_atomic
 from seqlab.seeds import aggregate, group_by_config, markdown_table, seeds_swept, spread
 
 ERROR_FILE = "error.json"
@@ -69,7 +69,7 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     if metrics_file.is_file():
         row["status"] = "done"
         row["metrics"] = json.loads(metrics_file.read_text())
-    elif (job_dir / "checkpoints" / "last.ckpt").is_file() and (
+    elif last_checkpoint(job_dir).is_file() and (
         not error_file.is_file() or STOPPED in json.loads(error_file.read_text())["message"]
     ):
         row["status"] = "interrupted (resumable)"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
+from seqlab.checkpointing import last_checkpoint
 from seqlab.errors import TrainingError
 
 
@@ -54,7 +54,7 @@ class NonFiniteLossGuard(L.Callback):
         first = int((~finite).nonzero()[0])
         epoch, step, batch_idx, _ = pending[first]
         loss = losses[first]
-        last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        last = last_checkpoint(trainer.default_root_dir)
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was saved yet"
         raise TrainingError(
             f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step}, batch {batch_idx}; "
