@@ -7,8 +7,8 @@ from torch import nn
 from seqlab import pipeline, restore
 from seqlab.analysis import receptive_field
 from seqlab.data.vocab import UNK, Vocabulary
-from seqlab.models import BagOfEmbeddings, PositionwiseFeedForward, RNNLanguageModel, SequenceClassifierNet
-from seqlab.models.transformer import TransformerEncoder
+from seqlab.models import BagOfEmbeddings, LanguageModelNet, PositionwiseFeedForward, SequenceClassifierNet
+from seqlab.models.transformer import SelfAttentionEncoder
 from seqlab.tools.attack import attack_checkpoint as attack
 from seqlab.tools.attack import fgsm, targeted
 
@@ -31,9 +31,9 @@ def test_one_hot_words_and_mean_of_embeddings_over_a_sentence():
         torch.testing.assert_close(vector, (vocab.one_hot(words) @ bag.embedding.weight).mean(0))
 
 
-def no_position_encoder(**kwargs) -> TransformerEncoder:
+def no_position_encoder(**kwargs) -> SelfAttentionEncoder:
     torch.manual_seed(0)
-    return TransformerEncoder(8, 16, num_layers=2, num_heads=4, positions="none", **kwargs).eval()
+    return SelfAttentionEncoder(8, 16, num_layers=2, num_heads=4, positions="none", **kwargs).eval()
 
 
 def test_self_attention_without_positions_is_permutation_equivariant():
@@ -42,7 +42,7 @@ def test_self_attention_without_positions_is_permutation_equivariant():
     out, _ = encoder(x)
     permuted, _ = encoder(x[:, perm])
     torch.testing.assert_close(permuted, out[:, perm], rtol=1e-5, atol=1e-5)  # P S(X) = S(P X)
-    with_positions = TransformerEncoder(8, 16, num_layers=2, num_heads=4, positions="sinusoidal").eval()
+    with_positions = SelfAttentionEncoder(8, 16, num_layers=2, num_heads=4, positions="sinusoidal").eval()
     assert not torch.allclose(with_positions(x[:, perm])[0], with_positions(x)[0][:, perm], atol=1e-4)
 
 
@@ -83,7 +83,7 @@ def test_position_wise_feed_forward_is_a_kernel_size_one_convolution():
 
 def test_causal_transformer_lm_ignores_the_future_and_remembers_its_context():
     torch.manual_seed(0)
-    lm = RNNLanguageModel(20, 16, 16, num_layers=2, cell="transformer", context=8).eval()
+    lm = LanguageModelNet(20, 16, 16, num_layers=2, cell="transformer", context=8).eval()
     ids = torch.randint(0, 20, (2, 6))
     full, _ = lm(ids)
     changed = ids.clone()
@@ -99,9 +99,9 @@ def test_causal_transformer_lm_ignores_the_future_and_remembers_its_context():
 
 def test_transformer_settings_are_checked():
     with pytest.raises(ValueError, match="hidden_dim=10 must be a multiple of num_heads=4"):
-        TransformerEncoder(8, 10, num_heads=4)
+        SelfAttentionEncoder(8, 10, num_heads=4)
     with pytest.raises(ValueError, match="positions='rope' is not supported"):
-        TransformerEncoder(8, 16, positions="rope")
+        SelfAttentionEncoder(8, 16, positions="rope")
     with pytest.raises(ValueError, match="bidirectional=true does not apply to cell=transformer"):
         SequenceClassifierNet(2, input_dim=4, cell="transformer", hidden_dim=16, bidirectional=True)
 

@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader
 from seqlab import pipeline
 from seqlab.callbacks import GradNormMonitor
 from seqlab.data import DataError, PTBDataModule, Vocabulary
-from seqlab.data.ptb import EOS, batchify, read_words
+from seqlab.data.ptb import batchify, read_words
+from seqlab.data.vocab import EOS
 from seqlab.errors import ConfigError
-from seqlab.models import RNNLanguageModel, generate
+from seqlab.models import LanguageModelNet, generate
 from seqlab.tasks import LanguageModel
 from seqlab.tools.embeddings import distances, nearest
 from seqlab.tools.embeddings import report_embeddings as embeddings
@@ -75,7 +76,7 @@ def test_windows_are_contiguous_streams_in_order(data_dir):
 
 def test_hidden_state_flows_across_batches_and_resets_each_epoch(data_dir):
     dm = ptb_dm(data_dir)
-    net = RNNLanguageModel(len(dm.vocab), 8, 8, 1)
+    net = LanguageModelNet(len(dm.vocab), 8, 8, 1)
     task = LanguageModel(
         net, optimizer=lambda params: torch.optim.SGD(params, lr=0.0), truncated_bptt_steps=None
     )
@@ -104,7 +105,7 @@ def test_hidden_state_flows_across_batches_and_resets_each_epoch(data_dir):
 def test_no_gradient_crosses_a_truncation(k, expected):
     """Gradient hooks on each chunk's embeddings: a chunk's backward never reaches an earlier chunk."""
     torch.manual_seed(0)
-    net = RNNLanguageModel(10, 4, 4, 1)
+    net = LanguageModelNet(10, 4, 4, 1)
     task = LanguageModel(
         net, optimizer=lambda params: torch.optim.SGD(params, lr=0.1), truncated_bptt_steps=k
     )
@@ -124,7 +125,7 @@ def test_no_gradient_crosses_a_truncation(k, expected):
 def test_perplexity_is_exact_over_the_whole_stream(data_dir):
     dm = ptb_dm(data_dir, seq_len=4, eval_batch_size=3)
     torch.manual_seed(0)
-    net = RNNLanguageModel(len(dm.vocab), 8, 8, 2)
+    net = LanguageModelNet(len(dm.vocab), 8, 8, 2)
     task = LanguageModel(net)
     got = quiet_trainer(limit_val_batches=None).validate(task, dm, verbose=False)[0]
     streams = batchify(dm.ids["valid"], 3)
@@ -134,7 +135,7 @@ def test_perplexity_is_exact_over_the_whole_stream(data_dir):
     hand = math.exp(nll.item() / streams[:, 1:].numel())
     assert got["val/ppl"] == pytest.approx(hand, rel=1e-5)
     assert got["val/loss"] == pytest.approx(math.log(hand), rel=1e-5)
-    zero = RNNLanguageModel(len(dm.vocab), 8, 8, 1, init_range=0.0)  # uniform predictions: ppl = vocab size
+    zero = LanguageModelNet(len(dm.vocab), 8, 8, 1, init_range=0.0)  # uniform predictions: ppl = vocab size
     uniform = quiet_trainer(limit_val_batches=None).validate(LanguageModel(zero), dm, verbose=False)[0]
     assert uniform["val/ppl"] == pytest.approx(len(dm.vocab), rel=1e-5)
 
@@ -148,7 +149,7 @@ def one_window_fit(task, steps=1, epochs=1, **kwargs):
 def test_clipping_bounds_the_update_under_manual_optimization():
     torch.manual_seed(0)
     task = LanguageModel(
-        RNNLanguageModel(10, 4, 4, 1),
+        LanguageModelNet(10, 4, 4, 1),
         optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
         truncated_bptt_steps=None,
         gradient_clip_val=1e-3,  # a hand-built task clips too: the setting is its own
@@ -161,7 +162,7 @@ def test_clipping_bounds_the_update_under_manual_optimization():
 
 def test_scheduler_and_accumulation_under_manual_optimization():
     task = LanguageModel(
-        RNNLanguageModel(10, 4, 4, 1),
+        LanguageModelNet(10, 4, 4, 1),
         optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
         scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5),
         truncated_bptt_steps=2,
@@ -175,7 +176,7 @@ def test_scheduler_and_accumulation_under_manual_optimization():
 def test_an_epochs_accumulation_remainder_is_stepped_on_not_dropped():
     """3 chunks an epoch, accumulating 2: a step after chunk 2 and one on chunk 3 at the epoch's end."""
     task = LanguageModel(
-        RNNLanguageModel(10, 4, 4, 1),
+        LanguageModelNet(10, 4, 4, 1),
         optimizer=lambda params: torch.optim.SGD(params, lr=0.1),
         truncated_bptt_steps=2,
         accumulate_grad_batches=2,
@@ -208,7 +209,7 @@ def test_language_model_gradient_norms_are_logged_before_clipping():
     torch.manual_seed(0)
     clip = 1e-4
     task = LanguageModel(
-        RNNLanguageModel(10, 4, 4, 1),
+        LanguageModelNet(10, 4, 4, 1),
         optimizer=lambda params: torch.optim.SGD(params, lr=0.0),
         truncated_bptt_steps=None,
         gradient_clip_val=clip,
@@ -224,7 +225,7 @@ def test_language_model_gradient_norms_are_logged_before_clipping():
 
 def test_free_running_carries_own_predictions_across_chunks_and_batches():
     torch.manual_seed(0)
-    net = RNNLanguageModel(10, 4, 4, 1)
+    net = LanguageModelNet(10, 4, 4, 1)
     inputs = []
     net.embedding.register_forward_hook(lambda m, args, out: inputs.append(args[0].clone()))
     task = LanguageModel(net, optimizer=lambda p: torch.optim.SGD(p, lr=0.0), teacher_forcing_ratio=0.0)
@@ -237,7 +238,7 @@ def test_free_running_carries_own_predictions_across_chunks_and_batches():
 
 def test_free_running_feeds_back_own_predictions():
     torch.manual_seed(0)
-    net = RNNLanguageModel(10, 4, 4, 1)
+    net = LanguageModelNet(10, 4, 4, 1)
     inputs = []
     net.embedding.register_forward_hook(lambda m, args, out: inputs.append(args[0].clone()))
     task = LanguageModel(
@@ -259,7 +260,7 @@ def test_free_running_feeds_back_own_predictions():
 def test_greedy_is_argmax_and_sampling_is_seeded(data_dir):
     dm = ptb_dm(data_dir)
     torch.manual_seed(0)
-    net = RNNLanguageModel(len(dm.vocab), 8, 8, 1).eval()
+    net = LanguageModelNet(len(dm.vocab), 8, 8, 1).eval()
     greedy = generate(net, [2, 3], 6, "greedy")
     ids, state = torch.tensor([[2, 3]]), None
     manual = []
@@ -276,7 +277,7 @@ def test_greedy_is_argmax_and_sampling_is_seeded(data_dir):
 
 def test_unknown_prompt_word_becomes_unk_with_a_warning(data_dir, caplog):
     dm = ptb_dm(data_dir)
-    net = RNNLanguageModel(len(dm.vocab), 8, 8, 1)
+    net = LanguageModelNet(len(dm.vocab), 8, 8, 1)
     text = sample_text(net, dm.vocab, "the zebra", 3)
     assert text.startswith("the <unk>") and "zebra" in caplog.text
 

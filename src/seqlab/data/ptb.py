@@ -12,10 +12,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from seqlab.checks import check_positive
 from seqlab.data.files import DataError, ensure_files
 from seqlab.data.sharding import loader_generator, pin_memory, rank_and_world, train_position
-from seqlab.data.vocab import UNK, Vocabulary
+from seqlab.data.vocab import EOS, UNK, Vocabulary
 from seqlab.errors import ConfigError
 
-EOS = "<eos>"
 SPLITS = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
 FILES = {
     "ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",

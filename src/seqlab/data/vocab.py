@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 UNK = "<unk>"
+EOS = "<eos>"  # a sentence's end: PTB's line breaks, and where sampled text breaks lines
 
 
 class Vocabulary:

@@ -2,18 +2,21 @@
 
 from seqlab.models.classifier import BagOfEmbeddings, SequenceClassifierNet
 from seqlab.models.encoder import ENCODERS, build_encoder
-from seqlab.models.language_model import RNNLanguageModel, generate, next_token
+from seqlab.models.language_model import LanguageModelNet, generate, next_token
 from seqlab.models.recurrent import CELLS, OwnRNN, RecurrentEncoder
-from seqlab.models.transformer import PositionwiseFeedForward, TransformerEncoder
+from seqlab.models.transformer import PositionwiseFeedForward, SelfAttentionEncoder
+
+RNNLanguageModel = LanguageModelNet  # the `_target_` older checkpoints store: they still load
 
 __all__ = [
     "BagOfEmbeddings",
     "CELLS",
     "ENCODERS",
     "PositionwiseFeedForward",
-    "TransformerEncoder",
+    "SelfAttentionEncoder",
     "build_encoder",
     "OwnRNN",
+    "LanguageModelNet",
     "RNNLanguageModel",
     "RecurrentEncoder",
     "SequenceClassifierNet",

@@ -6,7 +6,7 @@ from torch import nn
 
 from seqlab.checks import check_choice
 from seqlab.models.recurrent import CELLS, RecurrentEncoder
-from seqlab.models.transformer import TransformerEncoder
+from seqlab.models.transformer import SelfAttentionEncoder
 
 ENCODERS = (*CELLS, "transformer")
 
@@ -34,6 +34,6 @@ def build_encoder(
         return RecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack)
     if bidirectional:
         raise ValueError("bidirectional=true does not apply to cell=transformer: attention sees both sides")
-    return TransformerEncoder(
+    return SelfAttentionEncoder(
         input_dim, hidden_dim, num_layers, num_heads, dropout, positions, causal, context
     )

@@ -12,7 +12,7 @@ from seqlab.models.recurrent import State
 STRATEGIES = ("multinomial", "greedy", "top_k")
 
 
-class RNNLanguageModel(nn.Module):
+class LanguageModelNet(nn.Module):
     """embedding -> dropout -> recurrent encoder (dropout between layers) -> dropout -> linear decoder.
 
     Dropout sits on the non-recurrent connections only, as in Zaremba et al. `tie_weights` shares the
@@ -98,7 +98,7 @@ def next_token(
 
 @torch.no_grad()
 def generate(
-    net: RNNLanguageModel,
+    net: LanguageModelNet,
     prompt: list[int],
     num_tokens: int,
     strategy: str = "multinomial",

@@ -52,7 +52,7 @@ class SelfAttentionBlock(nn.Module):
         return x + self.drop(self.ff(self.ln2(x)))
 
 
-class TransformerEncoder(nn.Module):
+class SelfAttentionEncoder(nn.Module):
     """input projection -> positions -> `num_layers` self-attention blocks -> layer norm; batch-first.
 
     forward(x, mask, state) -> (outputs, state), as `RecurrentEncoder`. `causal` lets each step see only

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqlab.errors import ConfigError
-from seqlab.models.language_model import RNNLanguageModel, detach_state, move_state
+from seqlab.models.language_model import LanguageModelNet, detach_state, move_state
 from seqlab.models.recurrent import State
 from seqlab.tasks.base import MeanNLL, OptimizerFactory, SchedulerFactory, TaskModule
 
@@ -31,7 +31,7 @@ class LanguageModel(TaskModule):
 
     def __init__(
         self,
-        net: RNNLanguageModel,
+        net: LanguageModelNet,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",

@@ -8,9 +8,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from seqlab.data.ptb import EOS
-from seqlab.data.vocab import UNK, Vocabulary
-from seqlab.models.language_model import RNNLanguageModel, generate
+from seqlab.data.vocab import EOS, UNK, Vocabulary
+from seqlab.models.language_model import LanguageModelNet, generate
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ def encode_prompt(vocab: Vocabulary, prompt: str) -> list[int]:
 
 
 def sample_text(
-    net: RNNLanguageModel,
+    net: LanguageModelNet,
     vocab: Vocabulary,
     prompt: str = "the",
     num_words: int = 50,
