@@ -42,10 +42,12 @@ class SequenceClassifier(TaskModule):
         # are ours (argmax/softmax of the logits, labels the data module validated). A non-finite
         # training loss is caught by NonFiniteLossGuard; a NaN eval loss shows as NaN.
         fast = {"validate_args": False}
-        # Training sums (correct, loss x examples, examples) as one buffer: a step adds to it with plain
-        # tensor ops (torchmetrics' update wrapper cost more than a tiny model's whole step); reduced
-        # across ranks once an epoch.
-        self.register_buffer("train_sums", torch.zeros(3, dtype=torch.float64), persistent=False)
+        # The epoch's training sums, on the device: a step adds to them in place (torchmetrics' update
+        # wrapper cost more than a tiny model's whole step), and they are reduced across ranks once an
+        # epoch. Examples are counted on the host.
+        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("train_loss_sum", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.train_count = 0
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(n, average="micro", **fast),
@@ -67,21 +69,24 @@ class SequenceClassifier(TaskModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         logits, y = self._logits(batch), batch[1]
         loss = F.cross_entropy(logits, y)
-        correct = (logits.detach().argmax(-1) == y).sum()
-        self.train_sums += torch.stack(
-            [correct.double(), loss.detach().double() * len(y), y.new_tensor(len(y)).double()]
-        )
+        self.train_correct.add_((logits.detach().argmax(-1) == y).sum())
+        self.train_loss_sum.add_(loss.detach(), alpha=len(y))  # in place: no Module.__setattr__ a step
+        self.train_count += len(y)
         self.log_step("train/loss_step", loss, prog_bar=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        correct, loss_sum, count = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
+        count = self.train_loss_sum.new_tensor(self.train_count)
+        sums = torch.stack([self.train_correct.double(), self.train_loss_sum, count])
+        correct, loss_sum, count = self.trainer.strategy.reduce(sums, reduce_op="sum")
         count = count.clamp(min=1)
         # Already reduced across ranks; sync_dist only tells Lightning so (a no-op off DDP).
         self.log_dict(
             {"train/loss": (loss_sum / count).float(), "train/acc": (correct / count).float()}, sync_dist=True
         )
-        self.train_sums.zero_()
+        self.train_correct.zero_()
+        self.train_loss_sum.zero_()
+        self.train_count = 0
 
     def _eval_step(self, batch: tuple[Tensor, ...], stage: str) -> None:
         # Only metric updates per batch (no self.log): logging is done once, at the epoch end.
