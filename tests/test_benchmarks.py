@@ -1,6 +1,7 @@
 """The benchmark suite runs end to end on tiny data and collects its figures (timings are not judged here)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,23 @@ def test_every_benchmark_runs_and_the_report_collects_them(data_dir, tmp_path):
     table = (tmp_path / "results.md").read_text()
     assert "| mnist | train throughput |" in table and "GPU rows not measured" in table
     assert "Noise controls (a plain loop against itself" in table
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_end_to_end_on_the_cpu_with_dry_run(data_dir, tmp_path):
+    """scripts/gpu_check.sh --dry-run: every step on CPU settings, one JSON + markdown report."""
+    out = tmp_path / "gpu_check"
+    done = subprocess.run(
+        ["bash", str(SCRIPTS / "gpu_check.sh"), "--dry-run", "--data-dir", str(data_dir), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PY": sys.executable},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    steps = {s["step"]: s["rc"] for s in report["steps"]}
+    assert steps == dict.fromkeys(
+        ["bench_mnist", "bench_ptb", "bench_imdb", "startup_fdr", "bf16_ptb", "compile_mnist"], 0
+    )
+    assert report["benchmarks"] and "| compile_mnist | 0 |" in (out / "gpu_check.md").read_text()
