@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -106,3 +108,23 @@ def test_a_named_sweep_started_twice_is_refused_while_the_first_runs(tmp_path, d
     first.wait(30)
     assert second.returncode != 0 and f"{sweep_dir} is in use by pid {first.pid}" in err, err[-2000:]
     assert not (sweep_dir / "1").exists(), "the second sweep wrote a job dir"
+
+
+def test_a_job_dir_claimed_by_a_live_process_reads_running_and_once_it_is_gone_resumable(tmp_path):
+    from seqlab.claims import CLAIM_FILE, process_start
+    from seqlab.sweeps import read_job
+
+    job = tmp_path / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text("optimized_metric: val/acc\noptimized_mode: max\n")
+    (job / "checkpoints").mkdir()
+    (job / "checkpoints" / "last.ckpt").write_bytes(b"a checkpoint")
+    worker = subprocess.Popen(["sleep", "60"])
+    try:
+        owner = {"host": socket.gethostname(), "pid": worker.pid, "start": process_start(worker.pid)}
+        (job / CLAIM_FILE).write_text(json.dumps(owner))
+        assert read_job(job)["status"] == "running"
+    finally:
+        worker.kill()
+        worker.wait()
+    assert read_job(job)["status"] == "interrupted (resumable)"

@@ -116,6 +116,15 @@ def claim(folder: str | Path, resume: bool) -> Path:
     raise ConfigError(f"{folder}: another process claimed it at the same moment; run again")
 
 
+def held_by_another_live_process(folder: str | Path) -> bool:
+    """Whether another process on this host, still running, has claimed `folder` (a job in progress)."""
+    try:
+        owner = json.loads((Path(folder) / CLAIM_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return owner.get("pid") != os.getpid() and is_alive(owner) is True
+
+
 def release(folder: str | Path) -> None:
     path = Path(folder) / CLAIM_FILE
     try:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.callbacks.history import read_history
 from seqlab.checkpointing import last_checkpoint, write_text_atomic
+from seqlab.claims import held_by_another_live_process
 from seqlab.seeds import aggregate, group_by_config, markdown_table, seeds_swept, spread
 
 ERROR_FILE = "error.json"
@@ -46,9 +47,9 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def read_job(job_dir: Path) -> dict[str, Any]:
-    """One job: its overrides, status (done | failed | pruned | interrupted (resumable) | incomplete), final
-    metrics, best epoch, error. Interrupted: no metrics but a last.ckpt, and no error other than a stop
-    signal (a SIGKILL leaves none)."""
+    """One job: its overrides, status (done | failed | pruned | running | interrupted (resumable) |
+    incomplete), final metrics, best epoch, error. Running: claimed by a live process. Interrupted: no
+    metrics but a last.ckpt, and no error other than a stop signal (a SIGKILL leaves none)."""
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
@@ -69,6 +70,8 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     if metrics_file.is_file():
         row["status"] = "done"
         row["metrics"] = json.loads(metrics_file.read_text())
+    elif held_by_another_live_process(job_dir):
+        row["status"] = "running"
     elif last_checkpoint(job_dir).is_file() and (
         not error_file.is_file() or STOPPED in json.loads(error_file.read_text())["message"]
     ):
