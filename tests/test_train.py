@@ -211,3 +211,24 @@ def test_train_loss_and_accuracy_are_the_epochs_example_weighted_means(make_cfg)
     assert history["train/loss"] == pytest.approx(sum(loss * k for loss, _, k in rows) / n, rel=1e-5)
     assert history["train/acc"] == pytest.approx(sum(c for _, c, _ in rows) / n, rel=1e-6)
     assert metrics["train/loss"] == pytest.approx(history["train/loss"], rel=1e-6)
+
+
+def test_the_monitoring_checkpoint_is_scored_wherever_it_is_listed(make_cfg):
+    """Test metrics come from the best checkpoint by optimized_metric even when the every-epoch checkpoint
+    callback is listed first."""
+    best = ["_target_=lightning.pytorch.callbacks.ModelCheckpoint", "monitor=val/loss", "mode=min"]
+    cfg = make_cfg(
+        "experiment=mnist_rnn",
+        "debug=limit",
+        "trainer.max_epochs=4",
+        "data.val_size=40",
+        "optimizer.lr=0.05",
+        "optimized_metric=val/loss",
+        "optimized_mode=min",
+        "~callbacks.model_checkpoint",
+        *(f"+callbacks.zbest.{kv}" for kv in best),
+        "+callbacks.zbest.dirpath=${paths.output_dir}/checkpoints",
+    )
+    _, metrics = pipeline.train(cfg)
+    losses = [row["val/loss"] for row in read_history(Path(cfg.paths.output_dir) / "history.csv")]
+    assert metrics["val/loss"] == pytest.approx(min(losses), rel=1e-5)

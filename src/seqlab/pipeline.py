@@ -106,7 +106,9 @@ def score_best_checkpoint(
     trainer: L.Trainer, task: L.LightningModule, datamodule: L.LightningDataModule
 ) -> dict[str, float]:
     """Validation and test metrics of the best checkpoint (the final weights when none was saved)."""
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    # The best checkpoint is the monitoring one's (callbacks.model_checkpoint), wherever it is listed.
+    monitoring = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
+    best = (monitoring[0].best_model_path if monitoring else "") or None
     if best is None:
         log.warning(
             "No checkpoint was saved (fast_dev_run or checkpointing off): evaluating the final weights."
