@@ -308,3 +308,15 @@ def test_jobs_that_differ_only_by_seed_are_summarized_once_with_mean_std_and_n(t
     table = (sweep_dir / "summary.md").read_text()
     assert "## Over seeds" in table and "## Jobs" in table and " ± " in table
     assert (sweep_dir / "val_acc_vs_model_net_hidden_dim.png").exists()
+
+
+@pytest.mark.parametrize("choice", ["sweep=mnist_cells", "+sweep=mnist_cells"])
+def test_a_named_sweep_is_chosen_as_sweep_or_as_the_older_plus_sweep(choice):
+    shown = subprocess.run(
+        [sys.executable, "-m", "seqlab.train", choice, "--cfg", "hydra"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "dir: ${paths.log_dir}/sweeps/mnist_cells" in shown.stdout
