@@ -192,9 +192,12 @@ def test_the_scheduler_group_sets_its_interval_and_monitor(make_cfg):
     assert schedule["interval"] == "step" and schedule["scheduler"].T_max == cfg.trainer.max_epochs
 
 
-def test_train_loss_and_accuracy_are_the_epochs_example_weighted_means(make_cfg):
+@pytest.mark.parametrize("count_every", [2, 64])  # 3 batches: counted in groups, the rest at the epoch end
+def test_train_loss_and_accuracy_are_the_epochs_example_weighted_means(make_cfg, monkeypatch, count_every):
+    from seqlab.tasks.classification import SequenceClassifier
     from tests.helpers import BatchScores
 
+    monkeypatch.setattr(SequenceClassifier, "COUNT_EVERY_N_STEPS", count_every)
     BatchScores.rows = []
     cfg = make_cfg(
         "experiment=mnist_rnn",

@@ -131,9 +131,11 @@ def compare_with_plain(
     val: list,
     plain: Callable[[], tuple[float, float]],
     repeats: int,
+    bare: Callable[[], float] | None = None,
 ) -> Comparison:
     """Alternating repeats of the seqlab path (fit on `batches` from `init_state`, then validate on `val`)
-    and, twice, of `plain` (its train and eval seconds)."""
+    and, twice, of `plain` (its train and eval seconds); with `bare` (its train seconds), that too, in
+    the same turns, so that seqlab and the bare module can be compared pair by pair."""
     result = Comparison([], [], [], [], [], [])
 
     def seqlab_run() -> None:
@@ -149,10 +151,9 @@ def compare_with_plain(
 
         return run
 
-    alternate(
-        plain_run(result.plain_train, result.plain_eval),
-        seqlab_run,
-        plain_run(result.control_train, result.control_eval),
-        repeats=repeats,
-    )
+    runs = [plain_run(result.plain_train, result.plain_eval), seqlab_run]
+    runs.append(plain_run(result.control_train, result.control_eval))
+    if bare is not None:
+        runs.append(lambda: result.bare_train.append(bare()))
+    alternate(*runs, repeats=repeats)
     return result

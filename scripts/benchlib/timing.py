@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning as L
 import torch
@@ -100,7 +100,8 @@ def paired_ratio(plain_times: list[float], seqlab_times: list[float]) -> float:
 @dataclass
 class Comparison:
     """Seconds of the alternating repeats: the plain loop, the seqlab path, and the plain loop once more
-    (the noise control: what a ratio between two identical runs reads on this machine)."""
+    (the noise control: what a ratio between two identical runs reads on this machine); where asked, a
+    bare LightningModule's training loop too."""
 
     plain_train: list[float]
     seqlab_train: list[Timing]
@@ -108,3 +109,4 @@ class Comparison:
     plain_eval: list[float]
     seqlab_eval: list[Timing]
     control_eval: list[float]
+    bare_train: list[float] = field(default_factory=list)

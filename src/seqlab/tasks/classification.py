@@ -24,6 +24,8 @@ class SequenceClassifier(TaskModule):
     for val and test also macro `f1` and `auroc`, and a confusion-matrix image in TensorBoard.
     """
 
+    COUNT_EVERY_N_STEPS = 64
+
     def __init__(
         self,
         net: nn.Module,
@@ -42,12 +44,14 @@ class SequenceClassifier(TaskModule):
         # are ours (argmax/softmax of the logits, labels the data module validated). A non-finite
         # training loss is caught by NonFiniteLossGuard; a NaN eval loss shows as NaN.
         fast = {"validate_args": False}
-        # The epoch's training sums, on the device: a step adds to them in place (torchmetrics' update
-        # wrapper cost more than a tiny model's whole step), and they are reduced across ranks once an
-        # epoch. Examples are counted on the host.
+        # The epoch's training sums, on the device, reduced across ranks once an epoch. A step only keeps
+        # its detached logits, targets and loss (the half-dozen tensor ops that count a batch cost more
+        # than a tiny model's step without them); they are counted together every
+        # `COUNT_EVERY_N_STEPS` batches and at the epoch end. Examples are counted on the host.
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
         self.register_buffer("train_loss_sum", torch.zeros((), dtype=torch.float64), persistent=False)
         self.train_count = 0
+        self._uncounted: list[tuple[Tensor, Tensor, Tensor]] = []
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(n, average="micro", **fast),
@@ -69,13 +73,25 @@ class SequenceClassifier(TaskModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         logits, y = self._logits(batch), batch[1]
         loss = F.cross_entropy(logits, y)
-        self.train_correct.add_((logits.detach().argmax(-1) == y).sum())
-        self.train_loss_sum.add_(loss.detach(), alpha=len(y))  # in place: no Module.__setattr__ a step
-        self.train_count += len(y)
+        self._uncounted.append((logits.detach(), y, loss.detach()))
+        if len(self._uncounted) >= self.COUNT_EVERY_N_STEPS:
+            self._count_train_batches()
         self.log_step("train/loss_step", loss, prog_bar=True)
         return loss
 
+    def _count_train_batches(self) -> None:
+        if not self._uncounted:
+            return
+        logits, targets, losses = zip(*self._uncounted, strict=True)
+        self._uncounted = []
+        sizes = [len(y) for y in targets]
+        self.train_correct.add_((torch.cat(logits).argmax(-1) == torch.cat(targets)).sum())
+        weighted = torch.stack(losses).double() * losses[0].new_tensor(sizes, dtype=torch.float64)
+        self.train_loss_sum.add_(weighted.sum())  # in place: no Module.__setattr__
+        self.train_count += sum(sizes)
+
     def on_train_epoch_end(self) -> None:
+        self._count_train_batches()
         count = self.train_loss_sum.new_tensor(self.train_count)
         sums = torch.stack([self.train_correct.double(), self.train_loss_sum, count])
         correct, loss_sum, count = self.trainer.strategy.reduce(sums, reduce_op="sum")
