@@ -235,3 +235,5 @@ def test_the_monitoring_checkpoint_is_scored_wherever_it_is_listed(make_cfg):
     _, metrics = pipeline.train(cfg)
     losses = [row["val/loss"] for row in read_history(Path(cfg.paths.output_dir) / "history.csv")]
     assert metrics["val/loss"] == pytest.approx(min(losses), rel=1e-5)
+    lines = (Path(cfg.paths.output_dir) / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["epoch", "0", "1", "2", "3"]  # integers, every row

@@ -34,7 +34,10 @@ class EpochHistory(Checkpoint):
             if value.numel() == 1 and not name.endswith("_step"):
                 row[name] = float(value)
         path = self._path(trainer)
-        rows = [r for r in read_history(path) if int(r["epoch"]) < trainer.current_epoch] + [row]
+        earlier = [r for r in read_history(path) if int(r["epoch"]) < trainer.current_epoch]
+        for r in earlier:  # read back as floats: written again as the integers they are
+            r["epoch"], r["step"] = int(r["epoch"]), int(r["step"])
+        rows = [*earlier, row]
         columns = list(dict.fromkeys(k for r in rows for k in r))
         out = io.StringIO()
         writer = csv.DictWriter(out, columns)
