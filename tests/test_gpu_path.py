@@ -244,7 +244,7 @@ def test_bf16_mixed_precision_trains(make_cfg, task):
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
 
 
-@pytest.mark.parametrize("task", ["mnist", "imdb_bag"])
+@pytest.mark.parametrize("task", ["mnist", "imdb_bag", "imdb_bilstm_max"])
 def test_compiled_model_trains_and_keeps_the_checkpoint_keys(make_cfg, tmp_path, task):
     """`model.compile=true` compiles in place: its checkpoints load into an uncompiled model."""
     cfg = make_cfg(

@@ -25,6 +25,7 @@ def instantiate(node: Any, where: str, **kwargs: Any) -> Any:
         cause: BaseException = err
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
             cause = cause.__cause__
+        # Hydra names the failing node's key only in its message ("full_key: model.net").
         match = re.search(r"full_key: (\S+)", str(err))
         key = match.group(1) if match else where
         key = key if key.startswith(where) else f"{where}.{key}"
