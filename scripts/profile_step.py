@@ -24,6 +24,11 @@ from seqlab import build
 WATCHED = [
     ("training_step (forward, loss, backward excluded)", "tasks/classification.py", "training_step"),
     ("train metric updates (accuracy, mean loss)", "torchmetrics/metric.py", "wrapped_func"),
+    (
+        "train accuracy and loss sums, counted every 64 steps",
+        "tasks/classification.py",
+        "_count_train_batches",
+    ),
     ("log_step (per-step loss, when logged)", "tasks/base.py", "log_step"),
     ("GradNormMonitor hooks", "callbacks/grad_norm.py", None),
     ("NonFiniteLossGuard hooks", "callbacks/guards.py", None),
@@ -69,11 +74,12 @@ def main() -> None:
     )
     print(f"{'what':<55} {'us/step':>9} {'share':>7}")
     for label, path, name in WATCHED:
-        # cumulative time of the matching functions, outermost only (a hook calling a hook counts once)
+        # cumulative time of the matching functions; for a whole file, of its outermost functions only
+        # (a hook calling a hook of the same file counts once)
         total = sum(
             v[3]
             for k, v in stats.stats.items()
-            if path in k[0] and (name is None or k[2] == name) and not any(path in c[0] for c in v[4])
+            if path in k[0] and (k[2] == name if name else not any(path in c[0] for c in v[4]))
         )
         print(f"{label:<55} {total / steps * 1e6:9.1f} {total / fit_s:7.1%}")
 
