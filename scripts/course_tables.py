@@ -104,14 +104,15 @@ def table(name: str, sweep_dir: Path, out: Path) -> Path:
         f"Command: `python -m seqlab.train -m sweep={name}` (with `SEQLAB_DATA_DIR=../shared/data`); "
         f"tables: `python scripts/course_tables.py {name}`.",
         f"Data split: `{split}`. Machine: {machine()}. Finished {finished:%Y-%m-%d %H:%M} UTC; "
-        f"training and evaluation wall time {wall / 60:.0f} min for {len(jobs)} jobs.",
+        f"training and evaluation wall time {wall / 60:.0f} min for {len(jobs)} job{'s' if len(jobs) != 1 else ''}.",
         "",
         f"| {key} | course test acc % | seqlab test acc % | seqlab val acc % | best epoch | status |",
         "|---|---|---|---|---|---|",
     ]
     labels, ours, theirs = [], [], []
     for row in rows:
-        value = row[key]
+        # A key the sweep does not vary (a one-job sweep) is not a summary column: every job has its value.
+        value = row[key] if key in row else str(OmegaConf.select(config, key))
         test, val = number(row, "test/acc"), number(row, "val/acc")
         reference = course.get(value)
         lines.append(
@@ -135,7 +136,7 @@ def bar_chart(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 3.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(1.2 * len(labels) + 2, 5.5), 3.5), dpi=100)
     xs = range(len(labels))
     ax.bar([x - 0.2 for x in xs], course, width=0.4, label="course")
     ax.bar([x + 0.2 for x in xs], ours, width=0.4, label="seqlab")

@@ -1,0 +1,30 @@
+"""scripts/course_tables.py turns real sweep dirs into results tables, the course's number beside ours."""
+
+import subprocess
+import sys
+
+from tests.test_reliability import REPO
+from tests.test_sweeps import TINY_MNIST, sweep_cli
+
+
+def test_a_table_has_a_row_per_job_and_a_one_job_sweep_names_its_fixed_value(tmp_path, data_dir):
+    sweeps = tmp_path / "sweeps"
+    # Named as the course tables they stand in for: two cells (a swept key), one fixed width (not swept).
+    swept = sweep_cli([*TINY_MNIST, "model.net.cell=rnn,lstm"], sweeps / "mnist_cells", data_dir)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    fixed = sweep_cli([*TINY_MNIST, "model.net.hidden_dim=150"], sweeps / "imdb_compound", data_dir)
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "scripts/course_tables.py", "--sweeps", str(sweeps), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = (out / "mnist_cells.md").read_text()
+    assert "| rnn | 10.0 |" in cells and "| lstm | 87.5 |" in cells and "for 2 jobs." in cells
+    compound = (out / "imdb_compound.md").read_text()
+    assert "| 150 | 87.5 |" in compound and "for 1 job." in compound
+    assert (out / "mnist_cells.png").stat().st_size > 0 and (out / "imdb_compound.png").stat().st_size > 0
+    assert "imdb_layers: no sweep" in done.stdout  # a sweep not run is skipped, and said so
