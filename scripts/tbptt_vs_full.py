@@ -75,7 +75,7 @@ def main() -> None:
         "",
         f"Command: `{command}`. Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on a 2-core CPU.",
         "",
-        f"`ptb_zaremba_small` (2 x 200 LSTM, SGD lr 1, clip 5) for {args.epochs} epoch(s) on windows of "
+        f"`ptb_zaremba_small` (2 x 200 LSTM, SGD lr 1, clip 5) for {args.epochs} epoch{'s' if args.epochs != 1 else ''} on windows of "
         f"{args.window} words, the hidden state carried across windows. Truncated BPTT back-propagates and "
         f"takes an optimizer step every {args.k} words; full backpropagation goes through the whole window "
         "and steps once per window. Peak memory is the training process's peak resident set (model, data "
