@@ -28,7 +28,7 @@ from seqlab.callbacks.history import read_history  # noqa: E402
 from seqlab.checkpointing import last_checkpoint  # noqa: E402
 from seqlab.restore import restore_from_checkpoint  # noqa: E402
 from seqlab.sweeps import job_dirs  # noqa: E402
-from seqlab.tools.embeddings import check_words, distances  # noqa: E402
+from seqlab.tools.embeddings import pair_distances  # noqa: E402
 
 PAIRS = [
     ("army", "navy"),
@@ -47,15 +47,10 @@ def label(ratio: float) -> str:
     return {1.0: "teacher forcing", 0.0: "free running"}.get(ratio, f"teacher forcing {ratio:g}")
 
 
-def pair_distances(job: Path, data_dir: str | None) -> dict[tuple[str, str], float]:
+def job_pair_distances(job: Path, data_dir: str | None) -> dict[tuple[str, str], float]:
     """Cosine distances between PAIRS in the word embedding of the job's last checkpoint."""
     _, datamodule, task = restore_from_checkpoint(last_checkpoint(job), data_dir)
-    matrix = task.net.embedding.weight.detach()
-    out = {}
-    for a, b in PAIRS:
-        ia, ib = check_words(datamodule.vocab, [a, b])
-        out[(a, b)] = float(distances(matrix[ia], matrix[ib][None], "cosine")[0])
-    return out
+    return pair_distances(task.net.embedding.weight.detach(), datamodule.vocab, PAIRS, "cosine")
 
 
 def main() -> None:
@@ -80,7 +75,7 @@ def main() -> None:
                 "history": read_history(job / "history.csv"),
                 "metrics": json.loads(metrics_path.read_text()),
                 "curve": [(p.step, math.exp(p.value)) for p in curve],
-                "pairs": pair_distances(job, args.data_dir),
+                "pairs": job_pair_distances(job, args.data_dir),
                 "experiment": config.task_name,
             }
         )

@@ -151,8 +151,11 @@ def compare_with_plain(
 
         return run
 
-    runs = [plain_run(result.plain_train, result.plain_eval), seqlab_run]
-    runs.append(plain_run(result.control_train, result.control_eval))
+    runs = [
+        plain_run(result.plain_train, result.plain_eval),
+        seqlab_run,
+        plain_run(result.control_train, result.control_eval),
+    ]
     if bare is not None:
         runs.append(lambda: result.bare_train.append(bare()))
     alternate(*runs, repeats=repeats)

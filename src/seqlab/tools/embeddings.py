@@ -30,6 +30,17 @@ def check_words(vocab: Vocabulary, words: list[str]) -> list[int]:
     return vocab.encode(words)
 
 
+def pair_distances(
+    matrix: Tensor, vocab: Vocabulary, pairs: list[tuple[str, str]], metric: str = "cosine"
+) -> dict[tuple[str, str], float]:
+    """The distance between the two words of each pair, in the embedding `matrix` (one row per word)."""
+    check_words(vocab, [w for pair in pairs for w in pair])
+    return {
+        (a, b): float(distances(matrix[vocab.stoi[a]], matrix[vocab.stoi[b]][None], metric)[0])
+        for a, b in pairs
+    }
+
+
 def nearest(
     matrix: Tensor, vocab: Vocabulary, word: str, k: int = 10, metric: str = "cosine"
 ) -> list[tuple[str, float]]:
@@ -54,11 +65,8 @@ def report_embeddings(cfg: DictConfig) -> dict:
     )
     layer, vocab = task.net.embedding, datamodule.vocab
     matrix, words = layer.weight.detach(), list(cfg.words)
-    ids = check_words(vocab, words)
-    pairs = {
-        (a, b): float(distances(matrix[ia], matrix[ib][None], cfg.metric)[0])
-        for (a, ia), (b, ib) in combinations(zip(words, ids, strict=True), 2)
-    }
+    check_words(vocab, words)  # every unknown word named at once, before any work
+    pairs = pair_distances(matrix, vocab, list(combinations(words, 2)), cfg.metric)
     print(f"{cfg.metric} distances ({len(vocab)} words, dimension {matrix.size(1)}):")
     for (a, b), d in pairs.items():
         print(f"  {a} - {b}: {d:.4f}")
