@@ -69,6 +69,14 @@ def test_eval_reproduces_the_test_metrics_of_training(make_cfg, tmp_path):
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text()) == pytest.approx(evaluated)
 
 
+def test_test_false_scores_the_best_checkpoint_on_validation_only(make_cfg):
+    # A search (optuna, a sweep choosing on val/acc) runs with test=false: it must still find val/acc.
+    cfg = make_cfg("experiment=mnist_lstm", *LIMIT, "test=false", "optimized_metric=val/acc")
+    value, metrics = pipeline.train(cfg)
+    assert value == metrics["val/acc"] and "val/loss" in metrics
+    assert not [key for key in metrics if key.startswith("test/")]
+
+
 def test_same_seed_same_metrics_and_seed_zero_counts(make_cfg, tmp_path):
     runs = [
         pipeline.train(make_cfg("experiment=mnist_rnn", *LIMIT, f"seed={s}", output_dir=tmp_path / f"r{i}"))[

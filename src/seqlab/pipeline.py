@@ -71,8 +71,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     with distributed_job():
         fit(trainer, task, datamodule, ckpt_path, cfg.paths.output_dir)
         metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
-        if cfg.get("test", True):
-            metrics |= score_best_checkpoint(trainer, task, datamodule)
+        metrics |= score_best_checkpoint(trainer, task, datamodule, test=cfg.get("test", True))
         metrics["wall_time_s"] = time.perf_counter() - start
         if trainer.is_global_zero:
             log_final_hparams(trainer, flatten(task.run_info["config"]), metrics)
@@ -103,9 +102,10 @@ def fit(
 
 
 def score_best_checkpoint(
-    trainer: L.Trainer, task: L.LightningModule, datamodule: L.LightningDataModule
+    trainer: L.Trainer, task: L.LightningModule, datamodule: L.LightningDataModule, test: bool = True
 ) -> dict[str, float]:
-    """Validation and test metrics of the best checkpoint (the final weights when none was saved)."""
+    """Validation (and with `test`, test) metrics of the best checkpoint (the final weights when none
+    was saved). A search runs with test=false: it chooses on validation and never reads the test set."""
     # The best checkpoint is the monitoring one's (callbacks.model_checkpoint), wherever it is listed.
     monitoring = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
     best = (monitoring[0].best_model_path if monitoring else "") or None
@@ -114,6 +114,8 @@ def score_best_checkpoint(
             "No checkpoint was saved (fast_dev_run or checkpointing off): evaluating the final weights."
         )
     metrics = to_floats(trainer.validate(task, datamodule, ckpt_path=best, weights_only=True)[0])
+    if not test:
+        return metrics
     return metrics | to_floats(trainer.test(task, datamodule, ckpt_path=best, weights_only=True)[0])
 
 
