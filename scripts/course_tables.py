@@ -47,6 +47,11 @@ COURSE = {
         {"32": 88.5},
     ),
     "imdb_compound": ("Compound: 2 x 150 LSTM, embedding 150, Adam", "model.net.hidden_dim", {"150": 87.5}),
+    "imdb_own_rnn": (
+        "Hand-written RNN: embedding 32, hidden 64, RMSprop",
+        "model.net.cell",
+        {"own_rnn": 77.4},
+    ),
     "mnist_cells": (
         "MNIST rows, 2 x 128, first 10k images, 2 epochs",
         "model.net.cell",
