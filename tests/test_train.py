@@ -51,6 +51,20 @@ def test_run_dir_holds_checkpoints_tensorboard_and_grad_norms(make_cfg):
     assert [e.step for e in events.Scalars("train/loss_step")] == [1, 3, 5]
 
 
+def test_a_progress_bar_shows_the_step_loss_and_leaves_the_logs_alone(make_cfg, tmp_path, capsys):
+    def step_losses(bar: bool) -> list[tuple[int, float]]:
+        out = tmp_path / f"bar_{bar}"
+        overrides = (f"trainer.enable_progress_bar={str(bar).lower()}", "trainer.log_every_n_steps=2")
+        pipeline.train(make_cfg("experiment=mnist_rnn", *LIMIT, *overrides, output_dir=out))
+        events = EventAccumulator(str(out / "tensorboard")).Reload()
+        return [(e.step, e.value) for e in events.Scalars("train/loss_step")]
+
+    quiet = step_losses(bar=False)
+    assert "train/loss_step" not in "".join(capsys.readouterr())
+    assert step_losses(bar=True) == quiet and [step for step, _ in quiet] == [1, 3, 5]
+    assert "train/loss_step" in "".join(capsys.readouterr())  # the bar shows it
+
+
 def test_eval_reproduces_the_test_metrics_of_training(make_cfg, tmp_path):
     cfg = make_cfg("experiment=mnist_lstm", *LIMIT)
     _, trained = pipeline.train(cfg)
