@@ -10,7 +10,7 @@ import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 TINY = {
-    "bench_mnist.py": ["--batches", "3", "--repeats", "1", "data.val_size=40"],
+    "bench_mnist.py": ["--batches", "7", "--repeats", "1", "data.val_size=40", "data.batch_size=16"],
     "bench_ptb.py": ["--batches", "2", "--repeats", "1"],
     "bench_imdb.py": ["--batches", "2", "--repeats", "1", "data.val_size=40", "data.min_freq=1"],
     "bench_scaling.py": [
@@ -50,6 +50,8 @@ def test_every_benchmark_runs_and_the_report_collects_them(data_dir, tmp_path):
         assert any(t == task and m.startswith("eval throughput") for t, m in rows)
         assert any(t == task and m.endswith("plain loop vs itself (noise control)") for t, m in rows)
     assert ("ptb_scaling", "train, hidden 16, batch 4") in rows
+    for measure in ("step", "epoch"):
+        assert ("mnist", f"seqlab's cost per {measure} beyond Lightning's, 1 x 8 rnn") in rows
     table = (tmp_path / "results.md").read_text()
     assert "| mnist | train throughput |" in table and "GPU rows not measured" in table
     assert "Noise controls (a plain loop against itself" in table

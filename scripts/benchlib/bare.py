@@ -3,6 +3,8 @@ Lightning itself costs per step, against which seqlab's own callbacks, metrics a
 
 from __future__ import annotations
 
+import time
+
 import hydra.utils
 import lightning as L
 import torch.nn.functional as F
@@ -10,7 +12,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from benchlib.timing import LoopTimer
+from benchlib.timing import LoopTimer, Timing
 
 
 class BareClassifier(L.LightningModule):
@@ -26,9 +28,9 @@ class BareClassifier(L.LightningModule):
         return hydra.utils.instantiate(self.optimizer_cfg)(params=self.parameters())
 
 
-def bare_lightning_fit(cfg: DictConfig, net: nn.Module, batches: list) -> float:
-    """Seconds of the training loop of a bare LightningModule on `batches`: no callbacks, metrics, logger
-    or checkpoints (the timer's hooks aside)."""
+def bare_lightning_fit(cfg: DictConfig, net: nn.Module, batches: list) -> Timing:
+    """The training loop of a bare LightningModule on `batches`: no callbacks, metrics, logger or
+    checkpoints (the timer's hooks aside)."""
     timer = LoopTimer()
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
@@ -43,5 +45,6 @@ def bare_lightning_fit(cfg: DictConfig, net: nn.Module, batches: list) -> float:
         limit_val_batches=0,
         callbacks=[timer],
     )
+    start = time.perf_counter()
     trainer.fit(BareClassifier(net, cfg.optimizer), train_dataloaders=DataLoader(batches, batch_size=None))
-    return timer.seconds["train"]
+    return Timing(timer.seconds["train"], time.perf_counter() - start, timer.steady_s)

@@ -77,7 +77,7 @@ def lightning_fit(cfg: DictConfig, datamodule, init_state: dict, batches: list) 
     start = time.perf_counter()
     trainer.fit(task, datamodule=serving(datamodule, batches))
     synchronize()
-    return Timing(timer.seconds["train"], time.perf_counter() - start), task
+    return Timing(timer.seconds["train"], time.perf_counter() - start, timer.steady_s), task
 
 
 def lightning_validate(cfg: DictConfig, datamodule, task, batches: list) -> Timing:
@@ -131,10 +131,10 @@ def compare_with_plain(
     val: list,
     plain: Callable[[], tuple[float, float]],
     repeats: int,
-    bare: Callable[[], float] | None = None,
+    bare: Callable[[], Timing] | None = None,
 ) -> Comparison:
     """Alternating repeats of the seqlab path (fit on `batches` from `init_state`, then validate on `val`)
-    and, twice, of `plain` (its train and eval seconds); with `bare` (its train seconds), that too, in
+    and, twice, of `plain` (its train and eval seconds); with `bare` (its training loop), that too, in
     the same turns, so that seqlab and the bare module can be compared pair by pair."""
     result = Comparison([], [], [], [], [], [])
 

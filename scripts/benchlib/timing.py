@@ -17,6 +17,7 @@ class Timing:
 
     loop_s: float
     total_s: float
+    steady_s: float = float("nan")  # see LoopTimer.steady_s
 
     @property
     def overhead_s(self) -> float:
@@ -27,11 +28,30 @@ class Timing:
 class LoopTimer(L.Callback):
     """Times the training loop (on_train_start to on_train_end) and the evaluation loop (on_validation_start
     to on_validation_end): every per-step hook, metric and log call is inside, the one-off set-up is not,
-    just as the plain loops below start their clocks after building their optimizer and metrics."""
+    just as the plain loops below start their clocks after building their optimizer and metrics.
+
+    `steady_s` is the training loop without its epoch's start and end: from the end of batch
+    `WARM_UP - 1` to the end of the last batch, i.e. `steady_steps` whole steps, each timed at the same
+    point of the step. Per-step costs are read from it; what is left of the loop is once an epoch."""
+
+    WARM_UP = 5
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self._started = 0.0
+        self._steady_from = self._last_step_end = 0.0
+        self.steady_steps = 0
+
+    @property
+    def steady_s(self) -> float:
+        return self._last_step_end - self._steady_from if self.steady_steps else float("nan")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        synchronize()
+        self._last_step_end = time.perf_counter()
+        if batch_idx == self.WARM_UP - 1:
+            self._steady_from = self._last_step_end
+        self.steady_steps = max(batch_idx - self.WARM_UP + 1, 0)
 
     def _start(self) -> None:
         synchronize()
@@ -109,4 +129,4 @@ class Comparison:
     plain_eval: list[float]
     seqlab_eval: list[Timing]
     control_eval: list[float]
-    bare_train: list[float] = field(default_factory=list)
+    bare_train: list[Timing] = field(default_factory=list)
