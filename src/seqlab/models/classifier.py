@@ -18,8 +18,9 @@ class SequenceClassifierNet(nn.Module):
     Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`.
     The mask may lie on the host while the inputs are on a GPU.
     `num_heads` and `positions` configure the transformer encoder. `embed_init_std` is the spread of the
-    initial embeddings (nn.Embedding's N(0, 1) by default). `dropout` acts between stacked layers; `input_dropout` on the encoder's inputs (the embeddings) and `output_dropout` on the pooled
-    features regularize one-layer models too.
+    initial embeddings (nn.Embedding's N(0, 1) by default). `dropout` acts between stacked layers;
+    `input_dropout` on the encoder's inputs (the embeddings) and `output_dropout` on the pooled features
+    regularize one-layer models too.
     """
 
     def __init__(

@@ -87,10 +87,11 @@ class TaskModule(L.LightningModule):
         """Log a per-step value every `log_every_n_steps` batches (and on the last step of a stopped
         run), at the optimizer step (`global_step`, as the gradient norms), straight to the loggers.
 
-        Not through `self.log`: once a step has logged a value there, Lightning converts it on every later
-        step of the epoch (about 30 us a step, a tenth of a small model's step; on a GPU a device read).
-        Only a progress bar, when there is one, gets the value through `self.log`. Epoch means are kept
-        in cheap on-device sums instead and logged once an epoch.
+        Not through `self.log`: once a step has logged a value there, Lightning converts it again on every
+        later step of the epoch (scripts/profile_step.py: a 1 x 8 RNN's logging, log_step and Lightning's
+        logger connector, fell from 159 to 86 us a step under cProfile without it). Only a progress bar,
+        when there is one, gets the value through `self.log`. Epoch means are kept in cheap on-device sums
+        instead and logged once an epoch.
         """
         trainer = self._trainer
         if trainer is None:
