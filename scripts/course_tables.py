@@ -30,6 +30,8 @@ COURSE = {
         "optimizer",
         {"sgd": 50.4, "adagrad": 86.0, "rmsprop": 86.8, "adam": 88.3},
     ),
+    # The course has no working SGD row; the target for it is 85%.
+    "imdb_sgd": ("SGD with momentum 0.9, lr 0.1, no dropout (LSTM)", "model.net.cell", {}),
     "imdb_seeds": ("Base models with Adam, over seeds", "experiment", {"imdb_lstm": 88.5, "imdb_gru": 88.3}),
     "imdb_layers": (
         "Layers (LSTM, Adam)",
