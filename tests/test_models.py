@@ -103,18 +103,3 @@ def test_masked_pooling_ignores_padding():
 def test_bad_model_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         SequenceClassifierNet(num_classes=10, input_dim=28, **kwargs)
-
-
-def test_embed_init_std_scales_the_default_draw():
-    nets = []
-    for std in (1.0, 0.05):
-        torch.manual_seed(0)
-        nets.append(SequenceClassifierNet(2, vocab_size=500, embed_dim=16, embed_init_std=std))
-    default, small = (net.embedding.weight.detach() for net in nets)
-    torch.manual_seed(0)
-    torch.testing.assert_close(default, nn.Embedding(500, 16, padding_idx=0).weight.detach())
-    torch.testing.assert_close(small, default * 0.05)
-    assert small[0].abs().sum() == 0  # the padding row stays zero
-    assert 0.04 < small[1:].std() < 0.06
-    with pytest.raises(ValueError, match="embed_init_std=0 must be positive"):
-        SequenceClassifierNet(2, vocab_size=5, embed_dim=4, embed_init_std=0)

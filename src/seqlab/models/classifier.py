@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from seqlab.checks import check_choice, check_dropout, check_positive
@@ -17,10 +16,9 @@ class SequenceClassifierNet(nn.Module):
     Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`).
     Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`.
     The mask may lie on the host while the inputs are on a GPU.
-    `num_heads` and `positions` configure the transformer encoder. `embed_init_std` is the spread of the
-    initial embeddings (nn.Embedding's N(0, 1) by default). `dropout` acts between stacked layers;
-    `input_dropout` on the encoder's inputs (the embeddings) and `output_dropout` on the pooled features
-    regularize one-layer models too.
+    `num_heads` and `positions` configure the transformer encoder. `dropout` acts between stacked
+    layers; `input_dropout` on the encoder's inputs (the embeddings) and `output_dropout` on the pooled
+    features regularize one-layer models too.
     """
 
     def __init__(
@@ -29,7 +27,6 @@ class SequenceClassifierNet(nn.Module):
         input_dim: int | None = None,
         vocab_size: int | None = None,
         embed_dim: int | None = None,
-        embed_init_std: float = 1.0,
         pad_id: int = 0,
         cell: str = "lstm",
         hidden_dim: int = 128,
@@ -50,11 +47,7 @@ class SequenceClassifierNet(nn.Module):
         check_dropout(output_dropout, "output_dropout")
         if vocab_size is not None:
             check_positive(vocab_size=vocab_size, embed_dim=embed_dim)
-            if not embed_init_std > 0:
-                raise ValueError(f"embed_init_std={embed_init_std!r} must be positive")
             self.embedding: nn.Module | None = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-            with torch.no_grad():  # scaled, not redrawn: the default draws the same numbers as ever
-                self.embedding.weight.mul_(embed_init_std)
             input_dim = embed_dim
         elif input_dim is None:
             raise ValueError(
