@@ -54,6 +54,11 @@ COURSE = {
         "model.net.cell",
         {"own_rnn": 77.4},
     ),
+    "imdb_best_recurrent": (
+        "Best recurrent model, official split (course's best: 89.0)",
+        "experiment",
+        {"imdb_lstm_best": 89.0, "imdb_bilstm_best": 89.0},
+    ),
     "mnist_cells": (
         "MNIST rows, 2 x 128, first 10k images, 2 epochs",
         "model.net.cell",
