@@ -47,11 +47,14 @@ class LoopTimer(L.Callback):
         return self._last_step_end - self._steady_from if self.steady_steps else float("nan")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        synchronize()
-        self._last_step_end = time.perf_counter()
+        # Two device waits a run, at the window's ends: one a step would stall a GPU's queue.
         if batch_idx == self.WARM_UP - 1:
-            self._steady_from = self._last_step_end
-        self.steady_steps = max(batch_idx - self.WARM_UP + 1, 0)
+            synchronize()
+            self._steady_from = time.perf_counter()
+        elif batch_idx >= self.WARM_UP and batch_idx == trainer.num_training_batches - 1:
+            synchronize()
+            self._last_step_end = time.perf_counter()
+            self.steady_steps = batch_idx - self.WARM_UP + 1
 
     def _start(self) -> None:
         synchronize()
