@@ -92,9 +92,11 @@ def number(row: dict[str, str], metric: str) -> float | None:
     return float(value) * 100 if value not in ("", None) else None
 
 
-def spread(row: dict[str, str], metric: str) -> str:
+def spread(row: dict[str, str], metric: str, count: bool = True) -> str:
     std = row.get(f"{metric}_std", "")
-    return f" ± {float(std) * 100:.2f} (n={row['n']})" if std not in ("", None) else ""
+    if std in ("", None):
+        return ""
+    return f" ± {float(std) * 100:.2f}" + (f" (n={row['n']})" if count else "")
 
 
 def table(name: str, sweep_dir: Path, out: Path) -> Path:
@@ -121,7 +123,7 @@ def table(name: str, sweep_dir: Path, out: Path) -> Path:
         f"| {key} | course test acc % | seqlab test acc % | seqlab val acc % | best epoch | status |",
         "|---|---|---|---|---|---|",
     ]
-    labels, ours, theirs = [], [], []
+    labels, ours, errors, theirs = [], [], [], []
     for row in rows:
         # A key the sweep does not vary (a one-job sweep) is not a summary column: every job has its value.
         value = row[key] if key in row else str(OmegaConf.select(config, key))
@@ -130,19 +132,46 @@ def table(name: str, sweep_dir: Path, out: Path) -> Path:
         lines.append(
             f"| {value} | {reference if reference is not None else '-'} | "
             f"{f'{test:.2f}' if test is not None else '-'}{spread(row, 'test/acc')} | "
-            f"{f'{val:.2f}' if val is not None else '-'} | {row.get('best_epoch', '-')} | {row.get('status', 'done')} |"
+            f"{f'{val:.2f}' if val is not None else '-'}{spread(row, 'val/acc', count=False)} | "
+            f"{row.get('best_epoch', '-')} | {row.get('status', 'done')} |"
         )
         labels.append(value)
         ours.append(test or 0.0)
+        errors.append(float(row.get("test/acc_std") or 0.0) * 100)
         theirs.append(reference or 0.0)
+    if any("n" in row for row in rows):  # rows are means over seeds: each seed's run follows
+        lines += ["", "Per seed:", "", per_seed(sweep_dir / "jobs.csv", key)]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    bar_chart(title, key, labels, theirs, ours, out / f"{name}.png")
+    bar_chart(title, key, labels, theirs, ours, errors, out / f"{name}.png")
     return out / f"{name}.md"
 
 
+def per_seed(jobs_csv: Path, key: str) -> str:
+    with open(jobs_csv, newline="") as f:
+        jobs = list(csv.DictReader(f))
+    lines = [
+        f"| {key} | seed | seqlab test acc % | seqlab val acc % | best epoch | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for job in jobs:
+        test, val = number(job, "test/acc"), number(job, "val/acc")
+        lines.append(
+            f"| {job.get(key, '-')} | {job.get('seed', '-')} | {f'{test:.2f}' if test is not None else '-'} | "
+            f"{f'{val:.2f}' if val is not None else '-'} | {job.get('best_epoch', '-')} | {job['status']} |"
+        )
+    return "\n".join(lines)
+
+
 def bar_chart(
-    title: str, key: str, labels: list[str], course: list[float], ours: list[float], path: Path
+    title: str,
+    key: str,
+    labels: list[str],
+    course: list[float],
+    ours: list[float],
+    errors: list[float],
+    path: Path,
 ) -> None:
+    """Course beside seqlab per row; `errors` (std over seeds, 0 for a single run) as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,7 +180,14 @@ def bar_chart(
     fig, ax = plt.subplots(figsize=(max(1.2 * len(labels) + 2, 5.5), 3.5), dpi=100)
     xs = range(len(labels))
     ax.bar([x - 0.2 for x in xs], course, width=0.4, label="course")
-    ax.bar([x + 0.2 for x in xs], ours, width=0.4, label="seqlab")
+    ax.bar(
+        [x + 0.2 for x in xs],
+        ours,
+        width=0.4,
+        label="seqlab",
+        yerr=errors if any(errors) else None,
+        capsize=3,
+    )
     for x, value in zip(xs, ours, strict=True):
         ax.text(x + 0.2, value + 0.5, f"{value:.1f}", ha="center", fontsize=7)
     ax.set(xticks=list(xs), xticklabels=labels, xlabel=key, ylabel="test accuracy %", title=title)

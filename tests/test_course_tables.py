@@ -28,3 +28,35 @@ def test_a_table_has_a_row_per_job_and_a_one_job_sweep_names_its_fixed_value(tmp
     assert "| 150 | 87.5 |" in compound and "for 1 job." in compound
     assert (out / "mnist_cells.png").stat().st_size > 0 and (out / "imdb_compound.png").stat().st_size > 0
     assert "imdb_layers: no sweep" in done.stdout  # a sweep not run is skipped, and said so
+
+
+def test_a_sweep_over_seeds_shows_mean_and_spread_and_each_seed(tmp_path, data_dir):
+    sweeps = tmp_path / "sweeps"
+    swept = sweep_cli([*TINY_MNIST, "model.net.cell=rnn,lstm", "seed=0,1"], sweeps / "mnist_cells", data_dir)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "scripts/course_tables.py",
+            "--sweeps",
+            str(sweeps),
+            "--out",
+            str(out),
+            "mnist_cells",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table, seeds = (out / "mnist_cells.md").read_text().split("Per seed:")
+    means = [line for line in table.splitlines() if line.startswith(("| rnn |", "| lstm |"))]
+    assert len(means) == 2 and all(line.count(" ± ") == 2 and "(n=2)" in line for line in means)
+    runs = [line for line in seeds.splitlines() if line.startswith(("| rnn |", "| lstm |"))]
+    assert sorted(line.split(" | ")[:2] for line in runs) == [
+        ["| lstm", "0"],
+        ["| lstm", "1"],
+        ["| rnn", "0"],
+        ["| rnn", "1"],
+    ]
