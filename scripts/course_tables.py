@@ -188,8 +188,8 @@ def bar_chart(
         yerr=errors if any(errors) else None,
         capsize=3,
     )
-    for x, value in zip(xs, ours, strict=True):
-        ax.text(x + 0.2, value + 0.5, f"{value:.1f}", ha="center", fontsize=7)
+    for x, value, error in zip(xs, ours, errors, strict=True):
+        ax.text(x + 0.2, value + error + 0.5, f"{value:.1f}", ha="center", fontsize=7)
     ax.set(xticks=list(xs), xticklabels=labels, xlabel=key, ylabel="test accuracy %", title=title)
     ax.set_ylim(min([v for v in course + ours if v > 0] + [50]) - 5, 100)
     ax.legend(fontsize=7)
