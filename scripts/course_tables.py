@@ -11,11 +11,11 @@ import argparse
 import csv
 import datetime as dt
 import json
-import platform
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from seqlab.run_dir import machine
 from seqlab.sweeps import job_dirs, summarize
 
 # sweep -> (title, the swept key whose value names the row, {value: the course's test accuracy in %})
@@ -67,18 +67,12 @@ COURSE = {
 }
 
 
-def machine() -> str:
-    import torch
-
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor() or platform.machine(),
-    )
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+def machine_of(jobs: list[Path]) -> str:
+    """Where the runs were measured (their machine.txt), else this machine, said to be that."""
+    recorded = [j / "machine.txt" for j in jobs if (j / "machine.txt").is_file()]
+    if recorded:
+        return recorded[0].read_text().strip()
+    return f"{machine()} (where this table was made; the runs did not record theirs)"
 
 
 def read_rows(sweep_dir: Path) -> list[dict[str, str]]:
@@ -117,7 +111,7 @@ def table(name: str, sweep_dir: Path, out: Path) -> Path:
         "",
         f"Command: `python -m seqlab.train -m sweep={name}` (with `SEQLAB_DATA_DIR=../shared/data`); "
         f"tables: `python scripts/course_tables.py {name}`.",
-        f"Data split: `{split}`. Machine: {machine()}. Finished {finished:%Y-%m-%d %H:%M} UTC; "
+        f"Data split: `{split}`. Machine: {machine_of(jobs)}. Finished {finished:%Y-%m-%d %H:%M} UTC; "
         f"training and evaluation wall time {wall / 60:.0f} min for {len(jobs)} job{'s' if len(jobs) != 1 else ''}.",
         "",
         f"| {key} | course test acc % | seqlab test acc % | seqlab val acc % | best epoch | status |",

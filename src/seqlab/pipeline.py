@@ -27,7 +27,13 @@ from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.checkpointing import last_checkpoint
 from seqlab.errors import ConfigError
 from seqlab.restore import check_state_fits, read_checkpoint, restore_from_checkpoint
-from seqlab.run_dir import distributed_job, read_metrics, resume_checkpoint, write_metrics
+from seqlab.run_dir import (
+    distributed_job,
+    read_metrics,
+    resume_checkpoint,
+    write_machine,
+    write_metrics,
+)
 from seqlab.sweeps import STOPPED
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
         if trainer.is_global_zero:
             log_final_hparams(trainer, flatten(task.run_info["config"]), metrics)
             log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))
+            write_machine(cfg.paths.output_dir)
     return select_metric(metrics, cfg.get("optimized_metric")), metrics
 
 

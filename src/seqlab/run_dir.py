@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import platform
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,21 @@ def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
     return write_text_atomic(
         Path(output_dir) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n"
     )
+
+
+def machine() -> str:
+    """This machine in one line (CPU model, torch threads and version, the GPU if there is one), written
+    beside a run's metrics as `machine.txt` so that its results say where they were measured."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in names if line.startswith("model name")), "")
+    line = f"{cpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    line += f", torch {torch.__version__}"
+    return line + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
+
+
+def write_machine(output_dir: str | Path) -> Path:
+    return write_text_atomic(Path(output_dir) / "machine.txt", machine() + "\n")
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
