@@ -68,10 +68,10 @@ COURSE = {
 
 
 def machine_of(jobs: list[Path]) -> str:
-    """Where the runs were measured (their machine.txt), else this machine, said to be that."""
-    recorded = [j / "machine.txt" for j in jobs if (j / "machine.txt").is_file()]
+    """Where the runs were measured (their machine.txt; each one once), else this machine, said to be that."""
+    recorded = {(j / "machine.txt").read_text().strip() for j in jobs if (j / "machine.txt").is_file()}
     if recorded:
-        return recorded[0].read_text().strip()
+        return "; ".join(sorted(recorded))
     return f"{machine()} (where this table was made; the runs did not record theirs)"
 
 
