@@ -14,9 +14,10 @@ def test_a_table_has_a_row_per_job_and_a_one_job_sweep_names_its_fixed_value(tmp
     assert swept.returncode == 0, swept.stderr[-3000:]
     fixed = sweep_cli([*TINY_MNIST, "model.net.hidden_dim=150"], sweeps / "imdb_compound", data_dir)
     assert fixed.returncode == 0, fixed.stderr[-3000:]
-    recorded = sweeps / "mnist_cells" / "0" / "machine.txt"
-    assert "threads, torch " in recorded.read_text()  # what the run wrote of its own machine
-    recorded.write_text("Other CPU, 64 threads, torch 9.9\n")
+    for job in ("0", "1"):  # what each run wrote of its machine, replaced by stand-ins for two nodes
+        recorded = sweeps / "mnist_cells" / job / "machine.txt"
+        assert "threads, torch " in recorded.read_text()
+        recorded.write_text(f"Node {job} CPU, 64 threads, torch 9.9\n")
     out = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "scripts/course_tables.py", "--sweeps", str(sweeps), "--out", str(out)],
@@ -27,8 +28,8 @@ def test_a_table_has_a_row_per_job_and_a_one_job_sweep_names_its_fixed_value(tmp
     assert done.returncode == 0, done.stderr[-3000:]
     cells = (out / "mnist_cells.md").read_text()
     assert "| rnn | 10.0 |" in cells and "| lstm | 87.5 |" in cells and "for 2 jobs." in cells
-    # The machine is the one the runs recorded (a stand-in here), so a table made elsewhere still names it.
-    assert "Machine: Other CPU, 64 threads, torch 9.9. Finished" in cells
+    # The machines are those the runs recorded, so a table made elsewhere still names them.
+    assert "Machine: Node 0 CPU, 64 threads, torch 9.9; Node 1 CPU, 64 threads, torch 9.9. Finished" in cells
     compound = (out / "imdb_compound.md").read_text()
     assert "| 150 | 87.5 |" in compound and "for 1 job." in compound
     assert (out / "mnist_cells.png").stat().st_size > 0 and (out / "imdb_compound.png").stat().st_size > 0
