@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -75,15 +76,21 @@ def machine_of(jobs: list[Path]) -> str:
     return f"{machine()} (where this table was made; the runs did not record theirs)"
 
 
-def read_rows(sweep_dir: Path) -> list[dict[str, str]]:
-    summarize(sweep_dir, plots=False)
+def read_rows(sweep_dir: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """The summary's rows (one a configuration; means over seeds when seeds are swept) and every job's."""
+    jobs = summarize(sweep_dir, plots=False)
     with open(sweep_dir / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
+        return list(csv.DictReader(f)), jobs
 
 
 def number(row: dict[str, str], metric: str) -> float | None:
     value = row.get(f"{metric}_mean", row.get(metric, ""))
     return float(value) * 100 if value not in ("", None) else None
+
+
+def percent(row: dict[str, Any], metric: str) -> str:
+    value = number(row, metric)
+    return f"{value:.2f}" if value is not None else "-"
 
 
 def spread(row: dict[str, str], metric: str, count: bool = True) -> str:
@@ -95,7 +102,7 @@ def spread(row: dict[str, str], metric: str, count: bool = True) -> str:
 
 def table(name: str, sweep_dir: Path, out: Path) -> Path:
     title, key, course = COURSE[name]
-    rows = read_rows(sweep_dir)
+    rows, job_rows = read_rows(sweep_dir)
     jobs = job_dirs(sweep_dir)
     config = OmegaConf.load(jobs[0] / ".hydra" / "config.yaml")
     split = config.data.get("split", "-")
@@ -121,37 +128,33 @@ def table(name: str, sweep_dir: Path, out: Path) -> Path:
     for row in rows:
         # A key the sweep does not vary (a one-job sweep) is not a summary column: every job has its value.
         value = row[key] if key in row else str(OmegaConf.select(config, key))
-        test, val = number(row, "test/acc"), number(row, "val/acc")
         reference = course.get(value)
         lines.append(
             f"| {value} | {reference if reference is not None else '-'} | "
-            f"{f'{test:.2f}' if test is not None else '-'}{spread(row, 'test/acc')} | "
-            f"{f'{val:.2f}' if val is not None else '-'}{spread(row, 'val/acc', count=False)} | "
+            f"{percent(row, 'test/acc')}{spread(row, 'test/acc')} | "
+            f"{percent(row, 'val/acc')}{spread(row, 'val/acc', count=False)} | "
             f"{row.get('best_epoch', '-')} | {row.get('status', 'done')} |"
         )
         labels.append(value)
-        ours.append(test or 0.0)
+        ours.append(number(row, "test/acc") or 0.0)
         errors.append(float(row.get("test/acc_std") or 0.0) * 100)
         theirs.append(reference or 0.0)
     if any("n" in row for row in rows):  # rows are means over seeds: each seed's run follows
-        lines += ["", "Per seed:", "", per_seed(sweep_dir / "jobs.csv", key)]
+        lines += ["", "Per seed:", "", per_seed(job_rows, key)]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     bar_chart(title, key, labels, theirs, ours, errors, out / f"{name}.png")
     return out / f"{name}.md"
 
 
-def per_seed(jobs_csv: Path, key: str) -> str:
-    with open(jobs_csv, newline="") as f:
-        jobs = list(csv.DictReader(f))
+def per_seed(jobs: list[dict[str, Any]], key: str) -> str:
     lines = [
         f"| {key} | seed | seqlab test acc % | seqlab val acc % | best epoch | status |",
         "|---|---|---|---|---|---|",
     ]
     for job in jobs:
-        test, val = number(job, "test/acc"), number(job, "val/acc")
         lines.append(
-            f"| {job.get(key, '-')} | {job.get('seed', '-')} | {f'{test:.2f}' if test is not None else '-'} | "
-            f"{f'{val:.2f}' if val is not None else '-'} | {job.get('best_epoch', '-')} | {job['status']} |"
+            f"| {job.get(key, '-')} | {job.get('seed', '-')} | {percent(job, 'test/acc')} | "
+            f"{percent(job, 'val/acc')} | {job.get('best_epoch', '-')} | {job['status']} |"
         )
     return "\n".join(lines)
 
