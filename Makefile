@@ -36,12 +36,12 @@ test: dev
 	$(PY) -m pytest -q $(ARGS)
 
 lint: dev
-	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts examples
+	$(VENV)/bin/ruff format --check src tests scripts examples
 
 format: dev
-	$(VENV)/bin/ruff format src tests scripts
-	$(VENV)/bin/ruff check --fix src tests scripts
+	$(VENV)/bin/ruff format src tests scripts examples
+	$(VENV)/bin/ruff check --fix src tests scripts examples
 
 ## Every scripts/bench_*.py, then bench/results.json and bench/results.md (BENCH_ARGS="..." passes options).
 bench: install

@@ -9,6 +9,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from seqlab import Encoder
+
 
 class KillAt(L.Callback):
     """SIGKILL this process at the start of a given batch of a given epoch: no handler, no cleanup."""
@@ -154,3 +156,16 @@ class BatchScores(L.Callback):
             logits = pl_module(batch[0], batch[2] if len(batch) > 2 else None)
             loss = torch.nn.functional.cross_entropy(logits, batch[1])
         BatchScores.rows.append((float(loss), int((logits.argmax(-1) == batch[1]).sum()), len(batch[1])))
+
+
+class MeanSoFarEncoder(Encoder):
+    """A user's own cell, as a project outside seqlab would write one: the running mean of a projection."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, **unused) -> None:
+        super().__init__()
+        self.output_dim = hidden_dim
+        self.proj = torch.nn.Linear(input_dim, hidden_dim)
+
+    def forward(self, x, mask=None, state=None):
+        steps = torch.arange(1, x.size(1) + 1, device=x.device)[None, :, None]
+        return torch.tanh(self.proj(x)).cumsum(1) / steps, None

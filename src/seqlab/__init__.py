@@ -1,3 +1,37 @@
-"""seqlab: recurrent sequence models on PyTorch Lightning and Hydra."""
+"""seqlab: recurrent sequence models on PyTorch Lightning and Hydra.
 
-__version__ = "0.1.0"
+What a project built on seqlab imports (docs/extending.md) is listed in `__all__` and importable from
+here; everything else is internal. The names load on first use, so `import seqlab` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.2.0"
+
+_PUBLIC = {
+    "TaskModule": "seqlab.tasks",  # the base of a task: optimizer/scheduler binding, checkpoint metadata
+    "SequenceClassifier": "seqlab.tasks",
+    "LanguageModel": "seqlab.tasks",
+    "InMemoryDataModule": "seqlab.data.splits",  # the base of a data module: batching, DDP, exact resume
+    "Encoder": "seqlab.models.base",  # the interface of a sequence encoder (a user's cell)
+    "CELLS": "seqlab.models.recurrent",
+    "ConfigError": "seqlab.errors",
+    "DataError": "seqlab.errors",
+    "check_choice": "seqlab.checks",
+    "check_dropout": "seqlab.checks",
+    "check_positive": "seqlab.checks",
+}
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'seqlab' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

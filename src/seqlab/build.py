@@ -29,6 +29,13 @@ def instantiate(node: Any, where: str, **kwargs: Any) -> Any:
         match = re.search(r"full_key: (\S+)", str(err))
         key = match.group(1) if match else where
         key = key if key.startswith(where) else f"{where}.{key}"
+        if isinstance(cause, ImportError):  # Hydra's three lines about a `_target_` it cannot import
+            target = re.search(r"'([^']+)'", str(cause))
+            reason = str(cause).splitlines()[1] if "\n" in str(cause) else str(cause)
+            raise ConfigError(
+                f"{key}._target_={target.group(1) if target else '?'!r} cannot be imported ({reason}); "
+                "install the package that defines it (pip install -e <your project>) or fix the name"
+            ) from None
         raise ConfigError(f"{key}: {cause}") from None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,18 @@ from seqlab.errors import ConfigError
 
 
 def project_root() -> Path:
-    """The repository root for a source checkout (editable install), else the working directory."""
+    """The repository root for a source checkout (editable install), else the working directory: an
+    installed seqlab writes `outputs/` and reads `data/` where it is run, never inside site-packages."""
     root = Path(__file__).resolve().parents[2]
-    return root if (root / "pyproject.toml").exists() and (root / "conf").is_dir() else Path(os.getcwd())
+    return (
+        root
+        if (root / "pyproject.toml").exists() and (root / "src" / "seqlab").is_dir()
+        else Path(os.getcwd())
+    )
 
 
-CONF_DIR = str(project_root() / "conf")
+# The configs ship inside the package (package data), so a wheel finds them as a checkout does.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 if not OmegaConf.has_resolver("seqlab_root"):
     OmegaConf.register_new_resolver("seqlab_root", lambda: str(project_root()))
@@ -43,14 +49,31 @@ def iter_targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
             yield from iter_targets(v, f"{key}[{i}]")
 
 
-def check_safe_targets(
-    node: Any, where: str = "", allowed: tuple[str, ...] = ("seqlab.", "torch.optim.")
-) -> None:
-    """Refuse a stored config (`where` names it) that would instantiate anything outside seqlab and torch.optim."""
+BUILT_IN_TARGETS = ("seqlab.", "torch.optim.")
+
+
+def trusted_packages(declared: Iterable[str] = ()) -> tuple[str, ...]:
+    """The packages a checkpoint's config may build objects from besides seqlab and torch.optim: those
+    the command declares (`trusted_packages=[mylab]`) and those in $SEQLAB_TRUSTED_PACKAGES (commas).
+
+    Trust comes from whoever loads a checkpoint, never from the checkpoint: a list stored inside it would
+    let any file vouch for itself.
+    """
+    names = [*declared, *os.environ.get("SEQLAB_TRUSTED_PACKAGES", "").split(",")]
+    return tuple(dict.fromkeys(name.strip() for name in names if name and name.strip()))
+
+
+def check_safe_targets(node: Any, where: str = "", trusted: Iterable[str] = ()) -> None:
+    """Refuse a stored config (`where` names it) that would instantiate anything outside seqlab,
+    torch.optim and the `trusted` packages."""
+    allowed = BUILT_IN_TARGETS + tuple(f"{name}." for name in trusted)
     for key, target in iter_targets(node, where):
         if not target.startswith(allowed):
+            package = target.split(".")[0]
             raise ConfigError(
-                f"{key}._target_={target!r}: a checkpoint's config may only build {allowed} objects"
+                f"{key}._target_={target!r}: the checkpoint's config builds objects of {package!r}, a package "
+                f"not trusted; if you trust this checkpoint, add trusted_packages=[{package}] to the command "
+                f"or export SEQLAB_TRUSTED_PACKAGES={package}"
             )
 
 

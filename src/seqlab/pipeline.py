@@ -143,7 +143,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"splits={list(cfg.splits)}: allowed splits are val and test, e.g. splits=[val,test]"
         )
     seed(cfg)
-    run_cfg, datamodule, task = restore_from_checkpoint(cfg.ckpt_path, cfg.paths.data_dir)
+    run_cfg, datamodule, task = restore_from_checkpoint(
+        cfg.ckpt_path, cfg.paths.data_dir, cfg.get("trusted_packages") or ()
+    )
     trainer = instantiate(cfg.trainer, "trainer", logger=False)
     metrics: dict[str, float] = {}
     for split in cfg.splits:

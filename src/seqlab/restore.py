@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab.build import build_datamodule, build_task
-from seqlab.config import check_safe_targets
+from seqlab.config import check_safe_targets, trusted_packages
 from seqlab.errors import ConfigError
 from seqlab.tasks.base import TaskModule
 
@@ -53,21 +53,23 @@ def check_state_fits(task: TaskModule, state_dict: dict[str, torch.Tensor], sour
 
 
 def restore_from_checkpoint(
-    ckpt_path: str | Path, data_dir: str | None = None
+    ckpt_path: str | Path, data_dir: str | None = None, trusted: Iterable[str] = ()
 ) -> tuple[DictConfig, L.LightningDataModule, TaskModule]:
     """Rebuild the data module and task module that wrote a checkpoint, with its weights loaded.
 
-    Shared by `eval` and every tool that works on a trained model. Only seqlab and torch.optim
-    targets of the stored config are instantiated.
+    Shared by `eval` and every tool that works on a trained model. Only targets of the stored config
+    in seqlab, torch.optim and the `trusted` packages (see `trusted_packages`) are instantiated.
     """
     checkpoint = read_checkpoint(ckpt_path)
     run_cfg = OmegaConf.create(checkpoint["seqlab"]["config"])
+    trusted = trusted_packages(trusted)
     for group in ("data", "model", "optimizer", "scheduler"):  # everything build_task instantiates
-        check_safe_targets(run_cfg.get(group), group)
+        check_safe_targets(run_cfg.get(group), group, trusted)
     if data_dir is not None:
         with open_dict(run_cfg):
             run_cfg.paths.data_dir = data_dir
-            run_cfg.data.data_dir = data_dir
+            if "data_dir" in run_cfg.data:  # a generated data set (a user's, say) reads no files
+                run_cfg.data.data_dir = data_dir
     datamodule = build_datamodule(run_cfg)
     datamodule_state = checkpoint.get(type(datamodule).__qualname__)
     if datamodule_state:
@@ -84,7 +86,9 @@ def restore_for_tool(
     """`restore_from_checkpoint` of a tool's `ckpt_path`, reading data from its `paths.data_dir` (as eval
     does), refusing a checkpoint of a task the tool cannot use with `need` as the reason."""
     ckpt_path = cfg.ckpt_path
-    run_cfg, datamodule, task = restore_from_checkpoint(ckpt_path, cfg.paths.data_dir)
+    run_cfg, datamodule, task = restore_from_checkpoint(
+        ckpt_path, cfg.paths.data_dir, cfg.get("trusted_packages") or ()
+    )
     if not accepts(task, datamodule):
         raise ConfigError(
             f"ckpt_path={str(ckpt_path)!r} holds a {type(task).__name__} ({run_cfg.get('task_name')}); {need}"

@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 
+import seqlab
 from seqlab.checkpointing import last_checkpoint, write_text_atomic
 from seqlab.errors import ConfigError
 
@@ -40,7 +41,7 @@ def machine() -> str:
     names = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     cpu = next((line.split(":", 1)[1].strip() for line in names if line.startswith("model name")), "")
     line = f"{cpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    line += f", torch {torch.__version__}"
+    line += f", torch {torch.__version__}, seqlab {seqlab.__version__}"
     return line + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
 
 

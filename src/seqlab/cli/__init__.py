@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,19 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seqlab.errors import USER_ERRORS
+from seqlab.user_config import check_user_configs
+
+
+def launch(app: Callable[[], Any]) -> None:
+    """Start a Hydra app once the user's config folders are checked: a missing one ends in one line, a
+    user config that seqlab's own of the same name hides gets a warning."""
+    try:
+        warnings = check_user_configs(sys.argv[1:])
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    app()
 
 
 def run(task_function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:

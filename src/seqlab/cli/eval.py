@@ -5,15 +5,19 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from seqlab.cli import run
+from seqlab.cli import launch, run
 from seqlab.config import CONF_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> None:
     from seqlab import pipeline
 
     run(pipeline.evaluate, cfg)
+
+
+def main() -> None:
+    launch(app)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from seqlab.cli import run
+from seqlab.cli import launch, run
 from seqlab.config import CONF_DIR, print_config
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     # `sweep` is a group of the defaults list, chosen as `sweep=<name>`; command lines written as
     # `+sweep=<name>` keep working.
     sys.argv = [arg.replace("+sweep=", "sweep=", 1) if arg.startswith("+sweep=") else arg for arg in sys.argv]
-    train_app()
+    launch(train_app)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@ import gzip
 import zlib
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from seqlab.checks import check_choice, check_positive
 from seqlab.data.files import DataError, ensure_files
-from seqlab.data.sharding import loader_generator, pin_memory, rank_batches, shuffled_batches, train_position
+from seqlab.data.splits import InMemoryDataModule
 from seqlab.errors import ConfigError
 
 VIEWS = ("rows", "pixels", "permuted_pixels")
@@ -95,7 +94,7 @@ def inputs_to_pixels(x: torch.Tensor, view: str, permutation: torch.Tensor | Non
     return (x.reshape(len(x), 28, 28) * STD + MEAN).contiguous()
 
 
-class MNISTDataModule(L.LightningDataModule):
+class MNISTDataModule(InMemoryDataModule):
     """Sequential MNIST from `<data_dir>/MNIST/raw/`.
 
     Validation is a seeded random `val_size` of the 60k training images; the rest, in their original
@@ -116,20 +115,14 @@ class MNISTDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, shuffle_seed, num_workers, pin_memory)
         check_choice("view", view, VIEWS)
-        check_positive(batch_size=batch_size, val_size=val_size)
-        if eval_batch_size is not None:
-            check_positive(eval_batch_size=eval_batch_size)
+        check_positive(val_size=val_size)
         if train_subset is not None:
             check_positive(train_subset=train_subset)
         self.raw_dir = Path(data_dir) / "MNIST" / "raw"
-        self.view, self.batch_size, self.val_size = view, batch_size, val_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.view, self.val_size = view, val_size
         self.train_subset, self.split_seed, self.permutation_seed = train_subset, split_seed, permutation_seed
-        self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
-        self.train_set = self.val_set = self.test_set = None
-        self._resume_at: dict[str, int] | None = None  # from a mid-epoch checkpoint
 
     @property
     def dims(self) -> dict[str, int]:
@@ -153,9 +146,7 @@ class MNISTDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         ensure_files(self.raw_dir, FILES, MIRRORS, "MNIST", alternatives=(".gz",))
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def make_splits(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
         images, labels = load_split(self.raw_dir, "train")
         if self.val_size >= len(images):
             raise ConfigError(
@@ -170,34 +161,8 @@ class MNISTDataModule(L.LightningDataModule):
         def dataset(imgs: np.ndarray, labs: np.ndarray) -> TensorDataset:
             return TensorDataset(to_sequences(imgs, self.view, perm), torch.from_numpy(labs.astype(np.int64)))
 
-        self.train_set = dataset(images[train_idx], labels[train_idx])
-        self.val_set = dataset(images[val_idx], labels[val_idx])
-        self.test_set = dataset(test_images, test_labels)
-
-    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        # Index whole batches at once (dataset[list]): per-item collation would cost more than the model.
-        batches = shuffled_batches(len(dataset), self.batch_size if shuffle else self.eval_batch_size)
-        return DataLoader(
-            dataset,
-            sampler=rank_batches(batches, shuffle, self.shuffle_seed, self.trainer, self._resume_at),
-            batch_size=None,
-            num_workers=self.num_workers,
-            pin_memory=pin_memory(self.pin_memory, self.trainer),
-            generator=loader_generator(),
-            persistent_workers=self.num_workers > 0,
+        return (
+            dataset(images[train_idx], labels[train_idx]),
+            dataset(images[val_idx], labels[val_idx]),
+            dataset(test_images, test_labels),
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
-
-    def state_dict(self) -> dict:
-        return train_position(self.trainer)
-
-    def load_state_dict(self, state: dict) -> None:
-        self._resume_at = state.get("train_position")

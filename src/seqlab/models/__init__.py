@@ -1,5 +1,6 @@
 """Plain nn.Modules, reusable across tasks; they know nothing of Lightning or Hydra."""
 
+from seqlab.models.base import Encoder
 from seqlab.models.classifier import BagOfEmbeddings, SequenceClassifierNet
 from seqlab.models.encoder import ENCODERS, build_encoder
 from seqlab.models.language_model import LanguageModelNet, generate, next_token
@@ -12,6 +13,7 @@ __all__ = [
     "BagOfEmbeddings",
     "CELLS",
     "ENCODERS",
+    "Encoder",
     "PositionwiseFeedForward",
     "SelfAttentionEncoder",
     "build_encoder",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 from seqlab.checks import check_choice, check_dropout, check_positive
+from seqlab.models.base import Encoder
 from seqlab.models.encoder import build_encoder
 
 POOLINGS = ("last", "mean", "max")
@@ -28,7 +31,7 @@ class SequenceClassifierNet(nn.Module):
         vocab_size: int | None = None,
         embed_dim: int | None = None,
         pad_id: int = 0,
-        cell: str = "lstm",
+        cell: str | Callable[..., Encoder] = "lstm",
         hidden_dim: int = 128,
         num_layers: int = 1,
         dropout: float = 0.0,

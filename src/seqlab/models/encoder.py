@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from seqlab.checks import check_choice
+from seqlab.models.base import Encoder
 from seqlab.models.recurrent import CELLS, RecurrentEncoder
 from seqlab.models.transformer import SelfAttentionEncoder
 
@@ -15,7 +18,7 @@ def build_encoder(
     input_dim: int,
     hidden_dim: int,
     num_layers: int,
-    cell: str,
+    cell: str | Callable[..., Encoder],
     dropout: float = 0.0,
     bidirectional: bool = False,
     pack: bool = True,
@@ -28,7 +31,21 @@ def build_encoder(
 
     `num_heads`, `positions`, `causal` and `context` apply to `transformer` only; `bidirectional` and
     `pack` to the recurrent cells only.
+
+    `cell` may also be a callable (a user's `Encoder` class, given in the config as `_target_` with
+    `_partial_: true`), called with `input_dim`, `hidden_dim`, `num_layers`, `dropout` and `bidirectional`.
     """
+    if callable(cell):
+        encoder = cell(
+            input_dim=input_dim,
+            hidden_dim=hidden_dim,
+            num_layers=num_layers,
+            dropout=dropout,
+            bidirectional=bidirectional,
+        )
+        if not isinstance(encoder, Encoder):
+            raise ValueError(f"cell={cell!r} built a {type(encoder).__name__}, not a seqlab.models.Encoder")
+        return encoder
     check_choice("cell", cell, ENCODERS)
     if cell != "transformer":
         return RecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack)

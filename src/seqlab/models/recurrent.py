@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seqlab.checks import check_choice, check_dropout, check_positive
+from seqlab.models.base import Encoder
 
 CELLS = ("rnn", "lstm", "gru", "own_rnn")
 State = Tensor | tuple[Tensor, Tensor]
@@ -101,7 +102,7 @@ def reorder_rows(state: State | None, index: Tensor) -> State | None:
     return None if state is None else state.index_select(1, index)
 
 
-class RecurrentEncoder(nn.Module):
+class RecurrentEncoder(Encoder):
     """One encoder over `rnn | lstm | gru | own_rnn`, batch-first.
 
     forward(x, mask, state) -> (outputs, state). `mask` (B, T, True on real steps) marks padding; it may lie

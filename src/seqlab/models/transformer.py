@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.checks import check_choice, check_dropout, check_positive
+from seqlab.models.base import Encoder
 
 POSITIONS = ("sinusoidal", "learned", "none")
 
@@ -52,7 +53,7 @@ class SelfAttentionBlock(nn.Module):
         return x + self.drop(self.ff(self.ln2(x)))
 
 
-class SelfAttentionEncoder(nn.Module):
+class SelfAttentionEncoder(Encoder):
     """input projection -> positions -> `num_layers` self-attention blocks -> layer norm; batch-first.
 
     forward(x, mask, state) -> (outputs, state), as `RecurrentEncoder`. `causal` lets each step see only
@@ -128,10 +129,3 @@ class SelfAttentionEncoder(nn.Module):
             out = out * mask[..., None]
         new_state = full[:, -self.context :] if self.context else None
         return out, new_state
-
-    def pool_last(self, out: Tensor, state: Tensor | None, mask: Tensor | None) -> Tensor:
-        """The output at each row's last real step."""
-        if mask is None:
-            return out[:, -1]
-        last = (mask.cumsum(1) * mask).argmax(1)
-        return out[torch.arange(out.size(0), device=out.device), last]
