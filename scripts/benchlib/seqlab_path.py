@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 
 from benchlib.timing import Comparison, LoopTimer, Timing, alternate, synchronize
 from seqlab import build
-from seqlab.config import CONF_DIR
+from seqlab.config import CONF_DIR, project_root
 
-DEFAULT_DATA_DIR = os.environ.get("SEQLAB_DATA_DIR", str(Path(CONF_DIR).parent / "data"))
+DEFAULT_DATA_DIR = os.environ.get("SEQLAB_DATA_DIR", str(project_root() / "data"))
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
 
