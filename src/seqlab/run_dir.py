@@ -19,6 +19,7 @@ from omegaconf import DictConfig, open_dict, read_write
 import seqlab
 from seqlab.checkpointing import last_checkpoint, write_text_atomic
 from seqlab.errors import ConfigError
+from seqlab.restore import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
     if cfg.get("resume") or requeued:
         if last.is_file():
-            log.info("Resuming from %s", last)
-            return str(last)
+            intact = intact_checkpoint(last)
+            log.info("Resuming from %s", intact)
+            return str(intact)
         # A requeue before the first checkpoint must start from scratch; a mistyped run dir should not
         # pass unnoticed, so this is a warning that names the dir.
         log.warning(
@@ -77,6 +79,37 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
             "it; another run_name=... (or hydra.run.dir=...) starts a new one"
         )
     return None
+
+
+def intact_checkpoint(last: Path) -> Path:
+    """`last` when it reads; else the newest checkpoint beside it that does, after saying so in one line.
+    The damaged file is kept aside as `<name>.damaged` (never deleted); none intact is a ConfigError."""
+    try:
+        read_checkpoint(last)
+        return last
+    except ConfigError as err:
+        damage = str(err).split(": ", 1)[-1]
+    others = sorted(last.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for candidate in (p for p in others if p != last):
+        try:
+            read_checkpoint(candidate)
+        except ConfigError:
+            continue
+        aside = last.with_name(last.name + ".damaged")
+        last.replace(aside)
+        log.warning(
+            "resume: %s is damaged (%s); kept as %s, resuming from %s, the newest intact checkpoint",
+            last,
+            damage,
+            aside.name,
+            candidate,
+        )
+        return candidate
+    names = ", ".join(p.name for p in others)
+    raise ConfigError(
+        f"resume: no intact checkpoint in {last.parent} ({names} cannot be read); start the run again "
+        "with another run_name=..., or restore a copy of a checkpoint there"
+    )
 
 
 @contextlib.contextmanager

@@ -92,15 +92,27 @@ def encode(
     return [e.ids for e in tokenizer.encode_batch(texts)]
 
 
+NOT_TEXT_SHARE = 0.1  # invalid UTF-8 sequences or NUL bytes per byte above which a file is not text
+
+
 def decode_utf8(raw: bytes, path: Path) -> str:
-    """Strict UTF-8, or with bad bytes replaced, counted and reported in one warning."""
+    """Strict UTF-8, or with a few bad bytes replaced, counted and reported in one warning. A file with
+    more than 10% NUL bytes or invalid sequences (an image, an archive, UTF-16) is refused: read as text,
+    it would become thousands of replacement characters and nonsense "reviews"."""
+    nul = raw.count(0)
     try:
-        return raw.decode("utf-8")
+        text, bad = raw.decode("utf-8"), 0
     except UnicodeDecodeError:
         text = raw.decode("utf-8", errors="replace")
         bad = text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
+    if max(nul, bad) > NOT_TEXT_SHARE * max(len(raw), 1):
+        raise DataError(
+            f"{path} is not text: {bad} invalid UTF-8 sequence(s) and {nul} NUL byte(s) in {len(raw)} bytes; "
+            "give a UTF-8 text or CSV file"
+        )
+    if bad:
         log.warning("%s: %d invalid UTF-8 byte sequence(s) replaced with U+FFFD", path, bad)
-        return text
+    return text
 
 
 def parse_label(value: str, path: Path, line: int) -> int:

@@ -1,0 +1,94 @@
+"""What comes from outside the config: failing sweep jobs, a damaged checkpoint on resume, binary input."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqlab import pipeline
+from seqlab.data.text import decode_utf8
+from seqlab.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+LIMIT = ["experiment=mnist_rnn", "debug=limit", "data.val_size=40", "data.batch_size=16"]
+
+
+def cli(tool: str, *args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"seqlab.{tool}", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_a_sweep_with_failing_jobs_runs_the_others_and_ends_in_one_line_per_failed_job(tmp_path, data_dir):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep_dir}", *LIMIT, "print_config=false"]
+    result = cli("train", *args, "trainer.enable_progress_bar=false", "model.net.hidden_dim=4,-1,0")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    report = result.stderr[result.stderr.index("error: ") :].strip().splitlines()
+    assert report[0] == f"error: 2 of 3 jobs failed; see {sweep_dir / 'summary.md'}"
+    assert report[1].startswith("  job 1 (model.net.hidden_dim=-1): ConfigError: model.net: hidden_dim=-1")
+    assert report[2].startswith("  job 2 (model.net.hidden_dim=0): ConfigError:")
+    assert report[3:] == ["", "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."]
+    assert (sweep_dir / "0" / "metrics.json").is_file()  # the good job ran to its end
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "| 0 | done |" in summary and "| 1 | failed |" in summary and "| 2 | failed |" in summary
+
+
+def test_resume_with_a_damaged_last_checkpoint_continues_from_the_newest_intact_one(
+    make_cfg, tmp_path, caplog
+):
+    run_dir = tmp_path / "run"
+    pipeline.train(make_cfg(*LIMIT, output_dir=run_dir))
+    (run_dir / "metrics.json").unlink()  # as a run stopped before its end leaves it
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(b"PK\x03\x04 half a checkpoint")
+    [intact] = (run_dir / "checkpoints").glob("epoch_*.ckpt")
+    with caplog.at_level(logging.WARNING):
+        _, metrics = pipeline.train(
+            make_cfg(*LIMIT, "resume=true", "trainer.max_epochs=3", output_dir=run_dir)
+        )
+    assert f"resume: {last} is damaged" in caplog.text and f"resuming from {intact}" in caplog.text
+    assert (run_dir / "checkpoints" / "last.ckpt.damaged").read_bytes() == b"PK\x03\x04 half a checkpoint"
+    assert (
+        torch.load(last, weights_only=True)["epoch"] == 2
+    )  # resumed after epoch 1's checkpoint, ran epoch 2
+    assert json.loads((run_dir / "metrics.json").read_text()) == pytest.approx(metrics)
+
+
+def test_resume_with_no_intact_checkpoint_names_the_files(make_cfg, tmp_path):
+    run_dir = tmp_path / "run"
+    pipeline.train(make_cfg(*LIMIT, output_dir=run_dir))
+    (run_dir / "metrics.json").unlink()
+    for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
+        ckpt.write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match=r"resume: no intact checkpoint in .*last.ckpt.*epoch_\d+.ckpt"):
+        pipeline.train(make_cfg(*LIMIT, "resume=true", output_dir=run_dir))
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == b"garbage"  # nothing moved or deleted
+
+
+@pytest.mark.parametrize(
+    "raw", [bytes(range(256)) * 40, "a review\n".encode("utf-16"), b"\x89PNG\r\n\x1a\n" + bytes(400)]
+)
+def test_bytes_that_are_not_text_are_refused(tmp_path, raw):
+    with pytest.raises(DataError, match=r"is not text: \d+ invalid UTF-8 sequence\(s\) and \d+ NUL byte"):
+        decode_utf8(raw, tmp_path / "reviews.txt")
+
+
+def test_predict_refuses_a_binary_file_in_one_line(tmp_path):
+    binary = tmp_path / "photo.jpg"
+    binary.write_bytes(bytes(range(256)) * 160)
+    result = cli("predict", f"ckpt_path={tmp_path / 'any.ckpt'}", f"file={binary}", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {binary} is not text: 20480 invalid UTF-8 sequence(s) and 160 NUL byte(s) in 40960 bytes; "
+        "give a UTF-8 text or CSV file"
+    ]
