@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from seqlab.config import CONF_DIR
+
+# The tests' tiny data sets are not the published files: their checksums are checked only where a test
+# asks for it (tests/test_hardening.py), here and in every process a test starts.
+os.environ["SEQLAB_DATA_VERIFY"] = "off"
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:

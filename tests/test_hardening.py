@@ -92,3 +92,42 @@ def test_predict_refuses_a_binary_file_in_one_line(tmp_path):
         f"error: {binary} is not text: 20480 invalid UTF-8 sequence(s) and 160 NUL byte(s) in 40960 bytes; "
         "give a UTF-8 text or CSV file"
     ]
+
+
+@pytest.fixture
+def verified_data(tmp_path, monkeypatch):
+    """A PTB folder whose files carry their published md5s (patched to the tiny files' own), with the
+    check switched on and its cache under tmp_path."""
+    from seqlab.data import files, ptb
+    from tests.conftest import make_ptb
+
+    root = make_ptb(tmp_path / "data")
+    monkeypatch.setattr(ptb, "FILES", {n: files.md5sum(root / "ptb" / n) for n in ptb.FILES})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(files, "_warned", set())
+    return root
+
+
+def test_data_files_are_checked_against_their_checksums_once(verified_data, monkeypatch, caplog):
+    from seqlab.data import files
+    from seqlab.data.ptb import PTBDataModule
+
+    PTBDataModule(str(verified_data)).prepare_data()  # all match: hashed once, recorded
+    assert len(json.loads(files.verified_cache().read_text())) == 3
+    hashed = []
+    monkeypatch.setattr(files, "md5sum", lambda path: hashed.append(path) or "0" * 32)
+    PTBDataModule(str(verified_data)).prepare_data()
+    assert hashed == []  # unchanged files cost a stat, not a hash
+
+    test_file = verified_data / "ptb" / "ptb.test.txt"
+    test_file.write_text(" the other corpus <unk>\n" * 50)  # another corpus under the same name
+    with caplog.at_level(logging.WARNING):
+        PTBDataModule(str(verified_data)).prepare_data()
+    assert hashed == [test_file]
+    [warning] = [r.getMessage() for r in caplog.records if "published" in r.getMessage()]
+    assert warning.startswith(f"Penn Treebank file {test_file} has md5 {'0' * 32}, not the published ")
+    with pytest.raises(DataError, match=r"ptb.test.txt has md5 0+, not the published"):
+        PTBDataModule(str(verified_data), verify="strict").prepare_data()
+    PTBDataModule(str(verified_data), verify="off").prepare_data()
+    with pytest.raises(ValueError, match=r"verify='sometimes' is not supported; allowed: warn, strict, off"):
+        PTBDataModule(str(verified_data), verify="sometimes")

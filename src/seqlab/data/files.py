@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
+import logging
 import os
 import tempfile
 import urllib.request
@@ -12,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from seqlab.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def md5sum(path: Path) -> str:
@@ -90,3 +94,56 @@ def ensure_files(
             f"Expected files: {', '.join(files)}.\n"
             f"Put them there (or point paths.data_dir / SEQLAB_DATA_DIR at a folder that has them).\n{err}"
         ) from None
+
+
+VERIFY = ("warn", "strict", "off")
+_warned: set[str] = set()  # a mismatch is reported once a process (PTB's dims and prepare_data both check)
+
+
+def verified_cache() -> Path:
+    """Where the md5s of files already checked are kept (the data folder itself may be read-only)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seqlab" / "verified.json"
+
+
+def verify_files(folder: Path, files: dict[str, str | None], what: str, verify: str = "warn") -> None:
+    """Check the files of `files` (name -> published md5) present in `folder` against their checksums.
+
+    Each file is hashed once: its md5, size and modification time go to `verified_cache()`, and later
+    runs compare size and time only. A mismatch (a file from another corpus, a damaged copy) is one
+    warning naming the file, or with `verify="strict"` a DataError; "off" skips the check.
+    """
+    if verify == "off":
+        return
+    cache_file = verified_cache()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    changed = False
+    for name, expected in files.items():
+        path = folder / name
+        if expected is None or not path.is_file():
+            continue  # e.g. MNIST kept un-gzipped: the published md5s are of the .gz files
+        stat = path.stat()
+        key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns]
+        entry = cache.get(key)
+        if entry is None or entry["stamp"] != stamp:
+            entry = cache[key] = {"stamp": stamp, "md5": md5sum(path)}
+            changed = True
+        if entry["md5"] != expected:
+            message = (
+                f"{what} file {path} has md5 {entry['md5']}, not the published {expected}: another or a "
+                "damaged copy, so results will not compare with published ones; replace it, or set "
+                "data.verify=off if the change is yours"
+            )
+            if verify == "strict":
+                raise DataError(message)
+            if key not in _warned:
+                _warned.add(key)
+                log.warning(message)
+    if changed:
+        with contextlib.suppress(OSError):  # a cache that cannot be written only costs the next run a hash
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, indent=1))
+            tmp.replace(cache_file)

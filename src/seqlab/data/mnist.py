@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from seqlab.checks import check_choice, check_positive
-from seqlab.data.files import DataError, ensure_files
+from seqlab.data.files import VERIFY, DataError, ensure_files, verify_files
 from seqlab.data.splits import InMemoryDataModule
 from seqlab.errors import ConfigError
 
@@ -114,9 +114,12 @@ class MNISTDataModule(InMemoryDataModule):
         shuffle_seed: int | None = 0,
         num_workers: int = 0,
         pin_memory: bool | None = None,
+        verify: str = "warn",
     ) -> None:
         super().__init__(batch_size, eval_batch_size, shuffle_seed, num_workers, pin_memory)
         check_choice("view", view, VIEWS)
+        check_choice("verify", verify, VERIFY)
+        self.verify = verify
         check_positive(val_size=val_size)
         if train_subset is not None:
             check_positive(train_subset=train_subset)
@@ -145,6 +148,7 @@ class MNISTDataModule(InMemoryDataModule):
 
     def prepare_data(self) -> None:
         ensure_files(self.raw_dir, FILES, MIRRORS, "MNIST", alternatives=(".gz",))
+        verify_files(self.raw_dir, FILES, "MNIST", self.verify)
 
     def make_splits(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
         images, labels = load_split(self.raw_dir, "train")

@@ -9,8 +9,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from seqlab.checks import check_positive
-from seqlab.data.files import DataError, ensure_files
+from seqlab.checks import check_choice, check_positive
+from seqlab.data.files import VERIFY, DataError, ensure_files, verify_files
 from seqlab.data.sharding import loader_generator, pin_memory, rank_and_world, train_position
 from seqlab.data.vocab import EOS, UNK, Vocabulary
 from seqlab.errors import ConfigError
@@ -99,9 +99,12 @@ class PTBDataModule(L.LightningDataModule):
         eval_batch_size: int = 10,
         num_workers: int = 0,
         pin_memory: bool | None = None,
+        verify: str = "warn",
     ) -> None:
         super().__init__()
         check_positive(batch_size=batch_size, seq_len=seq_len, eval_batch_size=eval_batch_size)
+        check_choice("verify", verify, VERIFY)
+        self.verify = verify
         self.folder = Path(data_dir) / "ptb"
         self.batch_size, self.seq_len, self.eval_batch_size = batch_size, seq_len, eval_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
@@ -111,6 +114,7 @@ class PTBDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         ensure_files(self.folder, FILES, MIRRORS, "Penn Treebank")
+        verify_files(self.folder, FILES, "Penn Treebank", self.verify)
 
     @property
     def dims(self) -> dict[str, int]:
