@@ -70,7 +70,10 @@ def test_resume_with_no_intact_checkpoint_names_the_files(make_cfg, tmp_path):
     (run_dir / "metrics.json").unlink()
     for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
         ckpt.write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match=r"resume: no intact checkpoint in .*last.ckpt.*epoch_\d+.ckpt"):
+    with pytest.raises(
+        ConfigError,
+        match=r"resume: no intact checkpoint in .*: last.ckpt: not a readable .*; epoch_\d+.ckpt cannot be read",
+    ):
         pipeline.train(make_cfg(*LIMIT, "resume=true", output_dir=run_dir))
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == b"garbage"  # nothing moved or deleted
 

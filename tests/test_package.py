@@ -85,7 +85,8 @@ def test_the_wheel_and_sdist_hold_the_package_and_its_configs_and_nothing_else(d
     with zipfile.ZipFile(next(dist.glob("*.whl"))) as archive:
         wheel = archive.namelist()
     assert "seqlab/conf/train.yaml" in wheel and "seqlab/conf/experiment/mnist_lstm.yaml" in wheel
-    assert "hydra_plugins/seqlab_searchpath/__init__.py" in wheel
+    plugins = ("seqlab_searchpath", "seqlab_sweeper", "seqlab_optuna")
+    assert all(f"hydra_plugins/{name}/__init__.py" in wheel for name in plugins)
     assert {name.split("/")[0] for name in wheel} == {"seqlab", "hydra_plugins", wheel[-1].split("/")[0]}
     with tarfile.open(next(dist.glob("*.tar.gz"))) as archive:
         sdist = [name.split("/", 1)[1] for name in archive.getnames() if "/" in name]

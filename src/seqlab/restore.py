@@ -24,8 +24,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        first_line = (str(err).strip().splitlines() or [""])[0]  # torch's own reasons run to a dozen lines
         raise ConfigError(
-            f"ckpt_path={str(path)!r}: not a readable checkpoint ({type(err).__name__}: {err})"
+            f"ckpt_path={str(path)!r}: not a readable checkpoint ({type(err).__name__}: {first_line})"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "seqlab" not in checkpoint:
         raise ConfigError(

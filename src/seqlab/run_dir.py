@@ -105,10 +105,11 @@ def intact_checkpoint(last: Path) -> Path:
             candidate,
         )
         return candidate
-    names = ", ".join(p.name for p in others)
+    rest = [p.name for p in others if p != last]
     raise ConfigError(
-        f"resume: no intact checkpoint in {last.parent} ({names} cannot be read); start the run again "
-        "with another run_name=..., or restore a copy of a checkpoint there"
+        f"resume: no intact checkpoint in {last.parent}: {last.name}: {damage}"
+        + (f"; {', '.join(rest)} cannot be read either" if rest else "")
+        + "; start the run again with another run_name=..., or put an intact checkpoint there"
     )
 
 
