@@ -134,3 +134,103 @@ def test_data_files_are_checked_against_their_checksums_once(verified_data, monk
     PTBDataModule(str(verified_data), verify="off").prepare_data()
     with pytest.raises(ValueError, match=r"verify='sometimes' is not supported; allowed: warn, strict, off"):
         PTBDataModule(str(verified_data), verify="sometimes")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mounts a real tmpfs with the given options (`size=..`, `ro`) under tmp_path; unmounted afterwards."""
+    mounted = []
+
+    def mount(options: str) -> Path:
+        folder = tmp_path / f"mnt{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (root needed): {done.stderr.decode().strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def train_in(run_dir: Path, data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = [f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *LIMIT, "print_config=false"]
+    return cli("train", *args, "trainer.enable_progress_bar=false", *extra)
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_a_run_dir_under_a_file_is_one_line(tmp_path, data_dir):
+    (tmp_path / "file").write_text("not a folder")
+    line = last_line(train_in(tmp_path / "file" / "run", data_dir))
+    assert line == (
+        f"error: cannot create the run dir: {tmp_path / 'file' / 'run'}: Not a directory (ENOTDIR); "
+        "a part of that path is a file, not a folder: choose another path"
+    )
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_read_only_file_system_is_one_line(tmpfs, data_dir, multirun):
+    read_only = tmpfs("ro,size=1m")
+    target = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    extra = ["-m", "model.net.hidden_dim=4,8"] if multirun else []
+    result = cli("train", *extra, f"{target}={read_only / 'out'}", f"paths.data_dir={data_dir}", *LIMIT)
+    assert last_line(result) == (
+        f"error: cannot create the {'sweep' if multirun else 'run'} dir: {read_only / 'out'}: Read-only file system (EROFS); the file system "
+        "is read-only: write elsewhere (paths.log_dir=..., hydra.run.dir=...)"
+    )
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_leaves_no_partial_file(tmpfs, data_dir):
+    full = tmpfs("size=200k")  # room for the config and logs, not for a checkpoint
+    line = last_line(train_in(full / "run", data_dir))
+    assert line.startswith(f"error: {full / 'run' / 'checkpoints'}/") and "(ENOSPC); free some space" in line
+    assert not list((full / "run").rglob("*.tmp")) and not list((full / "run").rglob("*.ckpt"))
+    assert (full / "run" / ".hydra" / "config.yaml").is_file()  # what was written before stays
+
+
+def test_a_checkpoint_write_cut_short_keeps_the_previous_one(tmp_path, monkeypatch):
+    from seqlab import checkpointing
+
+    path = tmp_path / "last.ckpt"
+    checkpointing.AtomicCheckpointIO().save_checkpoint({"step": 1}, path)
+
+    def half_then_fail(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(checkpointing.torch, "save", half_then_fail)
+    monkeypatch.setattr(checkpointing.shutil, "disk_usage", lambda p: type("usage", (), {"free": 0})())
+    with pytest.raises(OSError) as err:
+        checkpointing.AtomicCheckpointIO().save_checkpoint({"step": 2}, path)
+    assert err.value.errno == 28 and err.value.filename == str(path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1} and [p.name for p in tmp_path.iterdir()] == [
+        path.name
+    ]
+
+
+def test_a_text_write_cut_short_keeps_the_previous_file(tmp_path, monkeypatch):
+    from seqlab import checkpointing
+
+    metrics = checkpointing.write_text_atomic(tmp_path / "metrics.json", '{"val/acc": 0.5}\n')
+    real_write = Path.write_text
+
+    def half_then_full(self, text, *args, **kwargs):
+        real_write(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", half_then_full)
+    with pytest.raises(OSError, match="No space left"):
+        checkpointing.write_text_atomic(metrics, '{"val/acc": 0.9, "test/acc": 0.8}\n')
+    monkeypatch.undo()
+    assert metrics.read_text() == '{"val/acc": 0.5}\n' and [p.name for p in tmp_path.iterdir()] == [
+        "metrics.json"
+    ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except RuntimeError as err:  # torch's writer reports a failed file write as its own RuntimeError
+            full = shutil.disk_usage(path.parent).free < (1 << 20)
+            raise OSError(
+                errno.ENOSPC if full else errno.EIO, "could not write the checkpoint", str(path)
+            ) from err
         finally:
             tmp.unlink(missing_ok=True)
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -52,8 +59,11 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:  # a write cut short (a full disk) leaves the previous file and no temporary one
+        tmp.unlink(missing_ok=True)
     return path
 
 

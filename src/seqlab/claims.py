@@ -21,7 +21,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from seqlab.errors import ConfigError
+from seqlab.errors import ConfigError, os_error_message
 
 CLAIM_FILE = ".seqlab_claim.json"
 
@@ -151,7 +151,7 @@ class RunDirClaim(Callback):
     def __init__(self) -> None:
         self.held: Path | None = None
 
-    def _claim(self, folder: str, config: DictConfig) -> None:
+    def _claim(self, folder: str, config: DictConfig, what: str) -> None:
         if is_launching_process():
             self.held = Path(folder)
             try:
@@ -159,6 +159,11 @@ class RunDirClaim(Callback):
             except ConfigError as err:
                 self.held = None
                 raise SystemExit(f"error: {err}") from None
+            except (
+                OSError
+            ) as err:  # raised in a callback, Hydra would only warn, then fail creating it itself
+                self.held = None
+                raise SystemExit(f"error: cannot create the {what}: {os_error_message(err)}") from None
 
     def _release(self) -> None:
         if self.held is not None:
@@ -166,10 +171,10 @@ class RunDirClaim(Callback):
             self.held = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(str(config.hydra.run.dir), config)
+        self._claim(str(config.hydra.run.dir), config, "run dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(str(config.hydra.sweep.dir), config)
+        self._claim(str(config.hydra.sweep.dir), config, "sweep dir")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._release()

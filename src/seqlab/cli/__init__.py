@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from seqlab.errors import USER_ERRORS
+from seqlab.errors import USER_ERRORS, os_error_message
 from seqlab.user_config import check_user_configs
 
 
@@ -32,7 +32,7 @@ def run(task_function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Call `task_function(cfg)`; in a single run, a user error (config, data, training) ends with its message alone."""
     try:
         return task_function(cfg)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, OSError) as err:  # OSError: a write the file system refused (full, read-only...)
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweep records this job as failed and goes on
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {os_error_message(err) if isinstance(err, OSError) else err}") from None

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from seqlab.checkpointing import write_text_atomic
 from seqlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,4 @@ def verify_files(folder: Path, files: dict[str, str | None], what: str, verify: 
                 log.warning(message)
     if changed:
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs the next run a hash
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache, indent=1))
-            tmp.replace(cache_file)
+            write_text_atomic(cache_file, json.dumps(cache, indent=1))
