@@ -169,3 +169,23 @@ class MeanSoFarEncoder(Encoder):
     def forward(self, x, mask=None, state=None):
         steps = torch.arange(1, x.size(1) + 1, device=x.device)[None, :, None]
         return torch.tanh(self.proj(x)).cumsum(1) / steps, None
+
+
+class AllocateTooMuchAt(L.Callback):
+    """Ask the allocator for a petabyte at the start of a given training (or validation) batch: a real
+    allocator refusal, without using any memory."""
+
+    def __init__(self, batch: int, validation: bool = False) -> None:
+        self.batch, self.validation = batch, validation
+
+    def _ask(self, batch_idx: int) -> None:
+        if batch_idx == self.batch:
+            torch.empty(2**50, dtype=torch.uint8)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.validation:
+            self._ask(batch_idx)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.validation and not trainer.sanity_checking:
+            self._ask(batch_idx)

@@ -234,3 +234,25 @@ def test_a_text_write_cut_short_keeps_the_previous_file(tmp_path, monkeypatch):
     assert metrics.read_text() == '{"val/acc": 0.5}\n' and [p.name for p in tmp_path.iterdir()] == [
         "metrics.json"
     ]
+
+
+@pytest.mark.parametrize("validation", [False, True])
+def test_an_allocator_refusal_is_one_line_naming_the_phase_and_the_batch_size(tmp_path, data_dir, validation):
+    batch = 0 if validation else 1  # 40 validation images make one batch of eval_batch_size 1000
+    stop = ["+callbacks.oom._target_=tests.helpers.AllocateTooMuchAt", f"+callbacks.oom.batch={batch}"]
+    result = train_in(tmp_path / "run", data_dir, *stop, f"+callbacks.oom.validation={validation}")
+    phase, key = ("validate", "data.eval_batch_size=1000") if validation else ("train", "data.batch_size=16")
+    assert last_line(result) == (
+        f"error: out of memory in {phase} at epoch 0 with {key} (can't allocate memory: you tried to allocate "
+        f"1125899906842624 bytes. Error code 12 (Cannot allocate memory)); lower {key.split('=')[0]}, or model sizes"
+    )
+
+
+def test_a_language_model_batch_that_cannot_fit_is_refused_before_training(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=ptb_lab", "data.batch_size=3000000", "data.seq_len=35", "debug=fdr")
+    with pytest.raises(ConfigError) as err:
+        pipeline.train(cfg)
+    message = str(err.value)
+    assert message.startswith("data.batch_size=3000000 x data.seq_len=35 tokens a batch need about ")
+    assert message.endswith("lower data.batch_size (or data.eval_batch_size, data.seq_len)")
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -26,6 +26,7 @@ from seqlab.build import (
 from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.checkpointing import last_checkpoint
 from seqlab.errors import ConfigError
+from seqlab.resources import OutOfMemoryReport, check_batches_fit, out_of_memory_reported
 from seqlab.restore import check_state_fits, read_checkpoint, restore_from_checkpoint
 from seqlab.run_dir import (
     distributed_job,
@@ -69,12 +70,14 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     ckpt_path = resume_checkpoint(cfg)
     if ckpt_path:
         check_state_fits(task, read_checkpoint(ckpt_path)["state_dict"], f"ckpt_path={ckpt_path!r}")
-    trainer = build_trainer(cfg, task, build_callbacks(cfg), build_group(cfg, "logger"))
+    out_of_memory = OutOfMemoryReport(cfg)
+    trainer = build_trainer(cfg, task, [*build_callbacks(cfg), out_of_memory], build_group(cfg, "logger"))
+    check_batches_fit(cfg, task.run_info["dims"], trainer.strategy.root_device)
     for logger in trainer.loggers:
         logger.log_hyperparams(flatten(task.run_info["config"]))
 
     start = time.perf_counter()
-    with distributed_job():
+    with distributed_job(), out_of_memory_reported(out_of_memory):
         fit(trainer, task, datamodule, ckpt_path, cfg.paths.output_dir)
         metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
         metrics |= score_best_checkpoint(trainer, task, datamodule, test=cfg.get("test", True))
