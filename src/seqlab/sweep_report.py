@@ -18,6 +18,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 
+from seqlab.errors import os_error_message
 from seqlab.sweeps import summarize
 
 
@@ -70,6 +71,10 @@ class ReportingSweeper(BasicSweeper):
         returns = super().sweep(arguments)
         if isinstance(self.launcher, FailureCollectingLauncher) and self.launcher.failed:
             sweep_dir = Path(str(self.config.hydra.sweep.dir))
-            summarize(sweep_dir)
-            raise SweepFailed(failure_report(sweep_dir, self.launcher.failed, self.launcher.total))
+            report = failure_report(sweep_dir, self.launcher.failed, self.launcher.total)
+            try:
+                summarize(sweep_dir)
+            except OSError as err:  # e.g. the disk the jobs filled: the report still names every job
+                report += f"\n  summary.md not written: {os_error_message(err)}"
+            raise SweepFailed(report)
         return returns

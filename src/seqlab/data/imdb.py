@@ -18,7 +18,16 @@ from torch.utils.data import DataLoader
 
 from seqlab.checks import check_choice, check_positive
 from seqlab.data import text
-from seqlab.data.imdb_source import SPLITS, ensure_source, read_source, source_files, split_reviews
+from seqlab.data.files import VERIFY, verify_files
+from seqlab.data.imdb_source import (
+    ARCHIVE,
+    ARCHIVE_MD5,
+    SPLITS,
+    ensure_source,
+    read_source,
+    source_files,
+    split_reviews,
+)
 from seqlab.data.sharding import (
     MakeBatches,
     chunks,
@@ -87,9 +96,12 @@ class IMDBDataModule(L.LightningDataModule):
         shuffle_seed: int | None = 0,
         num_workers: int = 0,
         pin_memory: bool | None = None,
+        verify: str = "warn",
     ) -> None:
         super().__init__()
         check_choice("padding_side", padding_side, PADDING_SIDES)
+        check_choice("verify", verify, VERIFY)
+        self.verify = verify
         check_choice("split", split, SPLITS)
         check_positive(batch_size=batch_size, val_size=val_size, min_freq=min_freq)
         if eval_batch_size is not None:
@@ -192,6 +204,9 @@ class IMDBDataModule(L.LightningDataModule):
     def load_encoded(self) -> dict[str, Any]:
         """The encoded splits, from the cache when its key matches, else built (and cached)."""
         ensure_source(self.folder)  # before the key: a download or extraction changes the source files
+        verify_files(
+            self.folder, {ARCHIVE: ARCHIVE_MD5}, "IMDB", self.verify
+        )  # the CSVs have no published md5
         path = self.cache_path()
         if path.exists():
             try:
