@@ -97,12 +97,18 @@ class PauseAt(L.Callback):
 
 class SignalAt(L.Callback):
     """Send this process `signum` at the start of a given training batch of a given epoch, as a scheduler
-    would (SIGTERM before a kill, SIGUSR1 ahead of a time limit); the time goes to `<run dir>/signal_time`."""
+    would (SIGTERM before a kill, SIGUSR1 ahead of a time limit); the time goes to `<run dir>/signal_time`.
+    With `job`, only in that job of a sweep."""
 
-    def __init__(self, epoch: int, batch: int, signum: int = signal.SIGTERM) -> None:
-        self.epoch, self.batch, self.signum = epoch, batch, signum
+    def __init__(self, epoch: int, batch: int, signum: int = signal.SIGTERM, job: int | None = None) -> None:
+        self.epoch, self.batch, self.signum, self.job = epoch, batch, signum, job
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.job is not None:
+            from hydra.core.hydra_config import HydraConfig
+
+            if HydraConfig.get().job.num != self.job:
+                return
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             import time
 

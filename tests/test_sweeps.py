@@ -164,6 +164,41 @@ def test_optuna_search_prunes_and_resumes(tmp_path, data_dir):
 
 
 @pytest.mark.slow
+def test_an_optuna_search_stopped_mid_trial_resumes_without_drawing_tried_values_again(tmp_path, data_dir):
+    """SIGTERM in trial 2 of 6; the rerun retries trial 2's values as trial 3, then draws new ones (a seeded
+    sampler restarted with the process drew trials 0 and 1 again), and the summary lists the retry once."""
+    from optuna.trial import TrialState
+
+    sweep_dir = tmp_path / "search"
+    base = [
+        *TINY_MNIST,
+        "hparams_search=mnist_optuna",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.pruner=null",
+    ]
+    stop = ["+callbacks.stop._target_=tests.helpers.SignalAt", "+callbacks.stop.epoch=1"]
+    stopped = sweep_cli(
+        [*base, *stop, "+callbacks.stop.batch=1", "+callbacks.stop.job=2"], sweep_dir, data_dir
+    )
+    assert stopped.returncode == 1 and "stopped by a signal at epoch 1" in stopped.stderr
+    resumed = sweep_cli([*base, "resume=true"], sweep_dir, data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    trials = optuna_study(sweep_dir).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] + [
+        TrialState.COMPLETE
+    ] * 4
+    assert trials[3].params == trials[2].params  # the stopped trial's values, retried
+    drawn = [tuple(sorted(t.params.items())) for t in trials if t.number != 2]
+    assert len(set(drawn)) == len(drawn) == 6, "a resumed search drew values it had already tried"
+    rows = read_summary(sweep_dir)
+    assert [r["job"] for r in rows] == ["0", "1", "3", "4", "5", "6"] and {r["status"] for r in rows} == {
+        "done"
+    }
+    assert (sweep_dir / "2" / "retried_as").read_text() == "3\n"
+
+
+@pytest.mark.slow
 def test_submitit_local_sweep_with_a_killed_and_a_raising_job(tmp_path, data_dir):
     """Jobs in their own processes: one SIGKILLed, one raising; the others' results and the summary stay."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs pip install -e .[cluster]")

@@ -25,7 +25,9 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seqlab.checkpointing import write_text_atomic
 from seqlab.errors import ConfigError
+from seqlab.sweeps import RETRIED_FILE
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +95,17 @@ class OptunaSweeper(Sweeper):
         pruner = self.pruner_cfg or optuna.pruners.NopPruner()  # Hydra has instantiated a configured one
         if isinstance(pruner, (dict, DictConfig)):
             pruner = instantiate(pruner)
-        return optuna.create_study(
-            study_name=self.study_name or "search",
-            storage=self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}",
-            sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.n_startup_trials),
-            pruner=pruner,
-            direction="maximize" if mode == "max" else "minimize",
-            load_if_exists=True,
-        )
+        where = {
+            "study_name": self.study_name or "search",
+            "storage": self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}",
+            "direction": "maximize" if mode == "max" else "minimize",
+            "load_if_exists": True,
+        }
+        # A resumed search seeds its sampler past the trials the study holds: seeded as at the start, it
+        # would draw the first trials' values again (its random sequence restarts with the process).
+        held = len(optuna.create_study(**where).trials)
+        sampler = optuna.samplers.TPESampler(seed=self.seed + held, n_startup_trials=self.n_startup_trials)
+        return optuna.create_study(**where, sampler=sampler, pruner=pruner)
 
     def sweep(self, arguments: list[str]) -> Any:
         global _current_trial
@@ -124,12 +129,15 @@ class OptunaSweeper(Sweeper):
             log.info("Trial %d was left running by a stopped search: retrying its values", trial.number)
             study.tell(trial.number, state=TrialState.FAIL)
             study.enqueue_trial(trial.params)
+        retried = [trial.number for trial in stale]  # the enqueued retries come first, in this order
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         done = len(study.get_trials(deepcopy=False, states=finished)) - len(stale)
         log.info("Study %s: %d of %d trials done", sweep_dir / "optuna.db", done, self.n_trials)
         returns = []
         while done < self.n_trials:
             trial = study.ask()
+            if retried:  # its summary row gives way to the retry's: a retried trial is listed once
+                write_text_atomic(sweep_dir / str(retried.pop(0)) / RETRIED_FILE, f"{trial.number}\n")
             overrides = [*arguments] + [f"{k}={suggest(trial, k, str(v))}" for k, v in self.params.items()]
             _current_trial = trial
             try:

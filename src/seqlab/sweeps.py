@@ -29,6 +29,7 @@ from seqlab.claims import held_by_another_live_process
 from seqlab.seeds import aggregate, group_by_config, markdown_table, seeds_swept, spread
 
 ERROR_FILE = "error.json"
+RETRIED_FILE = "retried_as"  # in a job dir whose trial a resumed search ran again: the retry's job number
 STOPPED = "stopped by a signal"  # the pipeline's message when a stop signal ended training
 
 
@@ -41,8 +42,10 @@ def record_failure(output_dir: str | Path, error: BaseException) -> None:
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """Job dirs (those with a `.hydra/config.yaml`), in job-number order."""
+    """Job dirs (those with a `.hydra/config.yaml`), in job-number order; a job another one retried
+    (`RETRIED_FILE` names it) is left out."""
     dirs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml")]
+    dirs = [d for d in dirs if not (d / RETRIED_FILE).is_file()]
     return sorted(dirs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
 
 
