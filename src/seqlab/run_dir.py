@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,12 +37,18 @@ def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
 
 
 def machine() -> str:
-    """This machine in one line (CPU model, torch threads and version, the GPU if there is one), written
-    beside a run's metrics as `machine.txt` so that its results say where they were measured."""
+    """This machine in one line (CPU model, torch threads, the vector instructions torch's kernels use, the
+    oneDNN and MKL versions, torch and seqlab versions, the GPU if there is one), written beside a run's
+    metrics as `machine.txt` so that its results say where and how they were measured."""
     cpuinfo = Path("/proc/cpuinfo")
     names = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     cpu = next((line.split(":", 1)[1].strip() for line in names if line.startswith("model name")), "")
     line = f"{cpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    line += f", {torch.backends.cpu.get_cpu_capability()} kernels"  # AVX512 and AVX2 machines differ slightly
+    build = torch.__config__.show()  # the math libraries' versions appear only in this text
+    for name, pattern in (("oneDNN", r"MKL-DNN v([\d.]+)"), ("MKL", r"Math Kernel Library Version ([\d.]+)")):
+        if found := re.search(pattern, build):
+            line += f", {name} {found.group(1)}"
     line += f", torch {torch.__version__}, seqlab {seqlab.__version__}"
     return line + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
 
