@@ -16,7 +16,7 @@ def test_a_table_has_a_row_per_job_and_a_one_job_sweep_names_its_fixed_value(tmp
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     for job in ("0", "1"):  # what each run wrote of its machine, replaced by stand-ins for two nodes
         recorded = sweeps / "mnist_cells" / job / "machine.txt"
-        assert "threads, torch " in recorded.read_text()
+        assert " threads, " in recorded.read_text() and ", torch " in recorded.read_text()
         recorded.write_text(f"Node {job} CPU, 64 threads, torch 9.9\n")
     out = tmp_path / "results"
     done = subprocess.run(
