@@ -209,6 +209,16 @@ def test_debug_anomaly_turns_on_anomaly_detection(make_cfg):
     assert trainer._detect_anomaly
 
 
+def test_debug_anomaly_names_the_operation_that_made_the_nan_and_where_it_was_called(tmp_path, data_dir):
+    poison = ["+callbacks.poison._target_=tests.helpers.PoisonAt", "+callbacks.poison.epoch=0"]
+    args = [*TASKS["mnist"], "debug=anomaly", *poison, "+callbacks.poison.batch=1", "+trainer.max_steps=4"]
+    result = train_cli(args, tmp_path / "run", data_dir)
+    assert result.returncode == 1
+    assert "Function 'LogSoftmaxBackward0' returned nan values in its 0th output." in result.stderr
+    forward = result.stderr.split("Error detected in LogSoftmaxBackward0. Traceback of forward call", 1)[1]
+    assert "seqlab/tasks/classification.py" in forward and "F.cross_entropy(logits, y)" in forward
+
+
 @pytest.mark.parametrize(
     "task,signum",
     [
@@ -216,12 +226,13 @@ def test_debug_anomaly_turns_on_anomaly_detection(make_cfg):
         ("ptb", signal.SIGTERM),
         ("imdb", signal.SIGTERM),
         ("mnist", signal.SIGUSR1),
+        ("mnist", signal.SIGUSR2),
     ],
 )
 def test_a_signal_mid_epoch_checkpoints_exits_nonzero_and_resumes_exactly(
     task, signum, tmp_path, data_dir, one_thread
 ):
-    """SIGTERM (or SIGUSR1) at a random batch inside epoch 1: a checkpoint at that batch, exit 1, and the
+    """SIGTERM (SIGUSR1, SIGUSR2) at a random batch inside epoch 1: a checkpoint at that batch, exit 1, and the
     resumed run ends with the val/test metrics of one never interrupted (whole epochs: no batch limit)."""
     overrides = [*TASKS[task], *SMALL, "trainer.limit_train_batches=1.0"]
     assert train_cli(overrides, tmp_path / "straight", data_dir).returncode == 0
@@ -240,6 +251,8 @@ def test_a_signal_mid_epoch_checkpoints_exits_nonzero_and_resumes_exactly(
     assert "error: stopped by a signal at epoch 1" in signalled.stderr.strip().splitlines()[-1]
     seconds = ended - float((run_dir / "signal_time").read_text())
     print(f"{task}: signal {int(signum)} at epoch 1 batch {batch} of {batches}: exited {seconds:.1f} s later")
+    # "within about a second" (README): the checkpoint and the exit, with a margin for a loaded machine
+    assert seconds < 5, f"the process took {seconds:.1f} s to save and exit after the signal"
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     position = next(v["train_position"] for k, v in checkpoint.items() if k.endswith("DataModule"))
     assert position == {"epoch": 1, "batches": batch + 1}, "the checkpoint is at the signalled batch"
@@ -276,3 +289,27 @@ def test_a_sweep_stopped_by_a_signal_shows_the_job_resumable_and_a_rerun_resumes
     assert [r["status"] for r in summarize(sweep_dir, plots=False)] == ["done", "done"]
     straight = {k: v for k, v in metrics_of(sweep_dir / "1").items() if k.startswith(("val/", "test/"))}
     assert {k: metrics_of(sweep_dir / "0")[k] for k in straight} == pytest.approx(straight, rel=1e-5)
+
+
+def test_every_n_minutes_writes_last_ckpt_on_the_training_clock(tmp_path):
+    """`callbacks.signal_checkpoint.every_n_minutes=2`, driven by a clock the test moves: last.ckpt at the
+    first batch end 2 minutes after fit start or after the previous save, and at no other."""
+    from seqlab.callbacks.preemption import SignalCheckpoint
+
+    now, saved = [0.0], []
+
+    class Trainer:  # what the callback asks of a trainer
+        def save_checkpoint(self, path, weights_only=False):
+            saved.append((now[0], Path(path).name))
+
+    stopper = SignalCheckpoint(str(tmp_path), every_n_minutes=2, clock=lambda: now[0])
+    stopper.on_fit_start(Trainer(), None)
+    try:
+        for batch, second in enumerate([30, 60, 114, 120, 150, 234, 246, 360, 372]):
+            now[0] = second
+            stopper.on_train_batch_end(Trainer(), None, None, None, batch)
+    finally:
+        stopper.on_fit_end(Trainer(), None)
+    assert saved == [(120, "last.ckpt"), (246, "last.ckpt"), (372, "last.ckpt")]
+    with pytest.raises(ValueError, match=r"every_n_minutes=0 must be positive or null"):
+        SignalCheckpoint(str(tmp_path), every_n_minutes=0)

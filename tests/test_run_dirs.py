@@ -128,3 +128,21 @@ def test_a_job_dir_claimed_by_a_live_process_reads_running_and_once_it_is_gone_r
         worker.kill()
         worker.wait()
     assert read_job(job)["status"] == "interrupted (resumable)"
+
+
+def test_a_claim_held_on_another_host_is_named_and_never_taken_over(tmp_path, data_dir):
+    """A process on another node (a shared file system) cannot be checked from here: even resume=true
+    refuses, naming the owner and the claim file to delete once that process is gone."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    owner = {"pid": os.getpid(), "host": f"not-{socket.gethostname()}", "since": "2026-11-30T08:00:00"}
+    (run_dir / ".seqlab_claim.json").write_text(json.dumps(owner))
+    for extra in ([], ["resume=true"]):
+        result = train_cli(["experiment=mnist_rnn", "debug=limit", *extra], run_dir, data_dir)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"error: {run_dir} is claimed by pid {os.getpid()} on {owner['host']} (since 2026-11-30T08:00:00), "
+            f"which cannot be checked from here: if that process is gone, delete {run_dir / '.seqlab_claim.json'} "
+            "and run again"
+        )
+    assert json.loads((run_dir / ".seqlab_claim.json").read_text()) == owner  # the claim is left alone

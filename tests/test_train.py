@@ -274,3 +274,34 @@ def test_machine_txt_names_what_a_rerun_on_other_hardware_needs(make_cfg, monkey
     assert "oneDNN " in recorded and f"torch {torch.__version__}" in recorded
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     assert ", AVX2 kernels," in run_dir.machine()
+
+
+def test_the_confusion_matrix_and_text_samples_reach_tensorboard(make_cfg, tmp_path, data_dir):
+    """Read back with TensorBoard's own event reader: an image per validation and test, a text sample per
+    validation whose words come from the vocabulary."""
+    mnist = tmp_path / "mnist"
+    pipeline.train(make_cfg("experiment=mnist_rnn", *LIMIT, output_dir=mnist))
+    events = EventAccumulator(str(mnist / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(events.Tags()["images"])
+    images = events.Images("val/confusion_matrix")
+    # one an epoch, and one for the best checkpoint's final validation (none for the sanity check)
+    assert len(images) == 3 and images[-1].encoded_image_string.startswith(b"\x89PNG")
+    assert images[-1].width > 100 and images[-1].height > 100
+
+    ptb = tmp_path / "ptb"
+    small = [
+        "data.batch_size=4",
+        "data.eval_batch_size=3",
+        "data.seq_len=6",
+        "model.truncated_bptt_steps=3",
+        "debug=limit",
+    ]
+    pipeline.train(make_cfg("experiment=ptb_lab", *small, output_dir=ptb))
+    events = EventAccumulator(str(ptb / "tensorboard"), size_guidance={"tensors": 0}).Reload()
+    samples = events.Tensors("sample/text_summary")
+    assert (
+        len(samples) == 3
+    )  # one per validation (2 epochs, then the best checkpoint), none for the sanity check
+    text = samples[-1].tensor_proto.string_val[0].decode()
+    words = set((data_dir / "ptb" / "ptb.train.txt").read_text().split()) | {"<unk>"}
+    assert text.split()[0] == "the" and set(text.replace("<eos>", "").split()) <= words

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,20 @@ class SignalCheckpoint(L.Callback):
     many minutes of training (off by default), so that a SIGKILL loses at most that.
     """
 
-    def __init__(self, dirpath: str, every_n_minutes: float | None = None) -> None:
+    def __init__(
+        self, dirpath: str, every_n_minutes: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if every_n_minutes is not None and every_n_minutes <= 0:
             raise ValueError(f"every_n_minutes={every_n_minutes!r} must be positive or null")
         self.path = Path(dirpath) / "last.ckpt"
         self.every_s = every_n_minutes * 60 if every_n_minutes else None
+        self.clock = clock  # seconds; a test drives its own
         self.signalled: int | None = None
         self._previous: dict[int, Any] = {}
-        self._last_save = time.monotonic()
+        self._last_save = clock()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_save = time.monotonic()
+        self._last_save = self.clock()
         self.signalled = None
         try:
             self._previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
@@ -70,9 +74,9 @@ class SignalCheckpoint(L.Callback):
     ) -> None:
         if self.signalled is not None:
             raise SIGTERMException()  # Lightning's own way out of the loop, as for SIGTERM
-        if self.every_s and time.monotonic() - self._last_save >= self.every_s:
+        if self.every_s and self.clock() - self._last_save >= self.every_s:
             self._save(trainer)
-            self._last_save = time.monotonic()
+            self._last_save = self.clock()
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
