@@ -74,11 +74,11 @@ def plain_eval(net, batches, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def memory_probe(data_dir: str, tbptt: str, window: int, batches: int) -> dict:
+def memory_probe(experiment: str, data_dir: str, tbptt: str, window: int, batches: int) -> dict:
     """Run in a child process: peak RSS (and CUDA memory) of training `batches` windows of `window` steps."""
     with tempfile.TemporaryDirectory() as out:
         cfg = bench_cfg(
-            "ptb_zaremba_small",
+            experiment,
             data_dir,
             out,
             f"data.seq_len={window}",
@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.memory_probe:
         tbptt, window, n = args.memory_probe
-        print(json.dumps(memory_probe(args.data_dir, tbptt, int(window), int(n))))
+        print(json.dumps(memory_probe(args.experiment, args.data_dir, tbptt, int(window), int(n))))
         return
     steady_allocator()
 
@@ -155,13 +155,16 @@ def main() -> None:
     figures.add("load + vocabulary + batchify", load_s, "s")
     for tbptt in ("35", "null"):
         probe = subprocess.run(
-            [sys.executable, __file__, "--data-dir", args.data_dir, "--memory-probe", tbptt, "350", "3"],
+            [sys.executable, __file__, "--experiment", args.experiment, "--data-dir", args.data_dir]
+            + ["--memory-probe", tbptt, "350", "3"],
             check=True,
             capture_output=True,
             text=True,
         )
         result = json.loads(probe.stdout.strip().splitlines()[-1])
-        figures.add(f"peak RSS, 350-step window, tbptt={tbptt}", result["peak_rss_mb"], "MB")
+        figures.add(
+            f"peak RSS, {args.experiment}, 350-step window, tbptt={tbptt}", result["peak_rss_mb"], "MB"
+        )
         if "cuda_peak_mb" in result:
             figures.add(f"peak CUDA memory, 350-step window, tbptt={tbptt}", result["cuda_peak_mb"], "MB")
     figures.add(

@@ -112,13 +112,17 @@ def table(name: str, sweep_dir: Path, out: Path) -> Path:
         if (j / "metrics.json").is_file()
     )
     ends = [(j / "metrics.json").stat().st_mtime for j in jobs if (j / "metrics.json").is_file()]
-    finished = dt.datetime.fromtimestamp(max(ends, default=0), dt.timezone.utc)
+    finished = (
+        f"Finished {dt.datetime.fromtimestamp(max(ends), dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+        if ends
+        else "No job finished"
+    )
     lines = [
         f"# {title}",
         "",
         f"Command: `python -m seqlab.train -m sweep={name}` (with `SEQLAB_DATA_DIR=../shared/data`); "
         f"tables: `python scripts/course_tables.py {name}`.",
-        f"Data split: `{split}`. Machine: {machine_of(jobs)}. Finished {finished:%Y-%m-%d %H:%M} UTC; "
+        f"Data split: `{split}`. Machine: {machine_of(jobs)}. {finished}; "
         f"training and evaluation wall time {wall / 60:.0f} min for {len(jobs)} job{'s' if len(jobs) != 1 else ''}.",
         "",
         f"| {key} | course test acc % | seqlab test acc % | seqlab val acc % | best epoch | status |",
@@ -133,12 +137,12 @@ def table(name: str, sweep_dir: Path, out: Path) -> Path:
             f"| {value} | {reference if reference is not None else '-'} | "
             f"{percent(row, 'test/acc')}{spread(row, 'test/acc')} | "
             f"{percent(row, 'val/acc')}{spread(row, 'val/acc', count=False)} | "
-            f"{row.get('best_epoch', '-')} | {row.get('status', 'done')} |"
+            f"{row.get('best_epoch') or '-'} | {row.get('status', 'done')} |"
         )
         labels.append(value)
-        ours.append(number(row, "test/acc") or 0.0)
+        ours.append(number(row, "test/acc"))  # None for a job without a test result: no bar, "failed"
         errors.append(float(row.get("test/acc_std") or 0.0) * 100)
-        theirs.append(reference or 0.0)
+        theirs.append(reference)
     if any("n" in row for row in rows):  # rows are means over seeds: each seed's run follows
         lines += ["", "Per seed:", "", per_seed(job_rows, key)]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
@@ -154,7 +158,7 @@ def per_seed(jobs: list[dict[str, Any]], key: str) -> str:
     for job in jobs:
         lines.append(
             f"| {job.get(key, '-')} | {job.get('seed', '-')} | {percent(job, 'test/acc')} | "
-            f"{percent(job, 'val/acc')} | {job.get('best_epoch', '-')} | {job['status']} |"
+            f"{percent(job, 'val/acc')} | {job.get('best_epoch') or '-'} | {job['status']} |"
         )
     return "\n".join(lines)
 
@@ -163,8 +167,8 @@ def bar_chart(
     title: str,
     key: str,
     labels: list[str],
-    course: list[float],
-    ours: list[float],
+    course: list[float | None],
+    ours: list[float | None],
     errors: list[float],
     path: Path,
 ) -> None:
@@ -176,19 +180,23 @@ def bar_chart(
 
     fig, ax = plt.subplots(figsize=(max(1.2 * len(labels) + 2, 5.5), 3.5), dpi=100)
     xs = range(len(labels))
-    ax.bar([x - 0.2 for x in xs], course, width=0.4, label="course")
+    nan = float("nan")  # a missing value draws no bar (a 0 would read as a 0% result)
+    ax.bar([x - 0.2 for x in xs], [nan if v is None else v for v in course], width=0.4, label="course")
     ax.bar(
         [x + 0.2 for x in xs],
-        ours,
+        [nan if v is None else v for v in ours],
         width=0.4,
         label="seqlab",
         yerr=errors if any(errors) else None,
         capsize=3,
     )
+    known = [v for v in course + ours if v is not None]
+    floor = min(known + [50]) - 5
     for x, value, error in zip(xs, ours, errors, strict=True):
-        ax.text(x + 0.2, value + error + 0.5, f"{value:.1f}", ha="center", fontsize=7)
+        label = "failed" if value is None else f"{value:.1f}"
+        ax.text(x + 0.2, (floor if value is None else value + error) + 0.5, label, ha="center", fontsize=7)
     ax.set(xticks=list(xs), xticklabels=labels, xlabel=key, ylabel="test accuracy %", title=title)
-    ax.set_ylim(min([v for v in course + ours if v > 0] + [50]) - 5, 100)
+    ax.set_ylim(floor, 100)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)

@@ -22,6 +22,20 @@ import sys
 from pathlib import Path
 
 
+def described(run_dir: Path) -> tuple[str, str, str]:
+    """The experiment, its model and optimization as the run's own config has them, and the machine the
+    run recorded: what the table says comes from the runs, not from this script."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    net, clip = cfg.model.net, cfg.model.get("gradient_clip_val")
+    optimizer = cfg.optimizer._target_.rsplit(".", 1)[-1]
+    model = f"{net.num_layers} x {net.hidden_dim} {net.cell.upper()}, {optimizer} lr {cfg.optimizer.lr}"
+    machine = run_dir / "machine.txt"
+    recorded = machine.read_text().strip() if machine.is_file() else "a machine the run did not record"
+    return cfg.task_name, model + (f", clip {clip}" if clip else ""), recorded
+
+
 def train(run_dir: Path, k: int | None, args: argparse.Namespace) -> dict:
     """One run in a fresh process: its metrics.json and peak RSS (MB)."""
     command = [
@@ -59,6 +73,7 @@ def main() -> None:
     args.runs.mkdir(parents=True, exist_ok=True)
     modes = [(f"truncated BPTT, k = {args.k}", args.k), (f"full backpropagation, {args.window} words", None)]
     rows = [(name, train(args.runs / ("full" if k is None else f"k{k}"), k, args)) for name, k in modes]
+    experiment, model, machine = described(args.runs / f"k{args.k}")
 
     command = (
         "SEQLAB_DATA_DIR=../shared/data python scripts/tbptt_vs_full.py"
@@ -71,9 +86,9 @@ def main() -> None:
     lines = [
         "# PTB: truncated BPTT against full backpropagation",
         "",
-        f"Command: `{command}`. Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on a 2-core CPU.",
+        f"Command: `{command}`. Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine}.",
         "",
-        f"`ptb_zaremba_small` (2 x 200 LSTM, SGD lr 1, clip 5) for {args.epochs} epoch{'s' if args.epochs != 1 else ''} on windows of "
+        f"`{experiment}` ({model}) for {args.epochs} epoch{'s' if args.epochs != 1 else ''} on windows of "
         f"{args.window} words, the hidden state carried across windows. Truncated BPTT back-propagates and "
         f"takes an optimizer step every {args.k} words; full backpropagation goes through the whole window "
         "and steps once per window. Peak memory is the training process's peak resident set (model, data "

@@ -1,5 +1,6 @@
 """scripts/course_tables.py turns real sweep dirs into results tables, the course's number beside ours."""
 
+import math
 import subprocess
 import sys
 
@@ -66,3 +67,40 @@ def test_a_sweep_over_seeds_shows_mean_and_spread_and_each_seed(tmp_path, data_d
         ["| rnn", "0"],
         ["| rnn", "1"],
     ]
+
+
+def test_a_failed_job_draws_no_bar_and_a_sweep_without_a_finished_job_gives_no_date(
+    tmp_path, data_dir, monkeypatch
+):
+    sweeps, out = tmp_path / "sweeps", tmp_path / "results"
+    failed = sweep_cli([*TINY_MNIST, "model.net.cell=lstmm"], sweeps / "mnist_cells", data_dir)
+    assert failed.returncode == 1
+    args = [
+        sys.executable,
+        "scripts/course_tables.py",
+        "--sweeps",
+        str(sweeps),
+        "--out",
+        str(out),
+        "mnist_cells",
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (out / "mnist_cells.md").read_text()
+    assert "No job finished;" in table and "1970" not in table
+    assert "| lstmm | - | - | - | - | failed |" in table
+
+    import matplotlib.figure
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import course_tables
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, *a, **k: drawn.append(figure))
+    course_tables.bar_chart(
+        "t", "cell", ["rnn", "lstmm"], [10.0, None], [12.5, None], [0.0, 0.0], tmp_path / "x.png"
+    )
+    [axes] = drawn[0].axes
+    heights = [bar.get_height() for bar in axes.patches]  # course rnn, course lstmm, ours rnn, ours lstmm
+    assert heights[0] == 10.0 and heights[2] == 12.5 and math.isnan(heights[1]) and math.isnan(heights[3])
+    assert [text.get_text() for text in axes.texts] == ["12.5", "failed"]

@@ -256,3 +256,59 @@ def test_a_language_model_batch_that_cannot_fit_is_refused_before_training(make_
     assert message.startswith("data.batch_size=3000000 x data.seq_len=35 tokens a batch need about ")
     assert message.endswith("lower data.batch_size (or data.eval_batch_size, data.seq_len)")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def write_each_record(kind: str, folder: Path, version: int) -> Path:
+    """Write one of a run's or a sweep's records the way seqlab does; `version` changes its content."""
+    from types import SimpleNamespace
+
+    from seqlab.callbacks.history import EpochHistory
+    from seqlab.run_dir import write_metrics
+    from seqlab.sweeps import record_failure, summarize
+
+    if kind == "metrics.json":
+        return write_metrics({"val/acc": version / 10}, folder)
+    if kind == "history.csv":
+        trainer = SimpleNamespace(
+            sanity_checking=False,
+            is_global_zero=True,
+            current_epoch=version,
+            global_step=10 * version,
+            callback_metrics={"val/acc": torch.tensor(version / 10)},
+            default_root_dir=str(folder),
+        )
+        EpochHistory().on_train_epoch_end(trainer, None)
+        return folder / "history.csv"
+    if kind == "error.json":
+        record_failure(folder, ValueError(f"attempt {version}"))
+        return folder / "error.json"
+    job = folder / "0"
+    (job / ".hydra").mkdir(parents=True, exist_ok=True)
+    records = {
+        ".hydra/config.yaml": "optimized_metric: val/acc\n",
+        "metrics.json": f'{{"val/acc": {version / 10}}}',
+    }
+    for name, text in records.items():
+        with open(job / name, "w") as f:  # the job's own files, not the write this test cuts short
+            f.write(text)
+    summarize(folder, plots=False)
+    return folder / "summary.md"
+
+
+@pytest.mark.parametrize("kind", ["metrics.json", "history.csv", "error.json", "summary.md"])
+def test_each_record_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch, kind):
+    """A write cut short half way (a full disk) leaves the previous complete record and no temporary file."""
+    before = write_each_record(kind, tmp_path, 1).read_text()
+    real_write = Path.write_text
+
+    def half_then_full(self, text, *args, **kwargs):
+        real_write(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", half_then_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_each_record(kind, tmp_path, 2)
+    monkeypatch.undo()
+    assert (tmp_path / kind).read_text() == before
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert write_each_record(kind, tmp_path, 2).read_text() != before  # and a later write goes through

@@ -97,7 +97,19 @@ def test_the_wheel_and_sdist_hold_the_package_and_its_configs_and_nothing_else(d
 
 
 def test_an_installed_seqlab_trains_and_evaluates_from_an_empty_directory(user, venv):
-    assert user("seqlab-train", "--help").returncode == 0
+    for tool in (
+        "train",
+        "eval",
+        "sample",
+        "predict",
+        "embeddings",
+        "attack",
+        "summarize",
+    ):  # every console script
+        helped = user(f"seqlab-{tool}", "--help")
+        assert helped.returncode == 0 and (
+            "Powered by Hydra" in helped.stdout or "usage:" in helped.stdout
+        ), tool
     smoke = user("seqlab-train", "experiment=mnist_lstm", "debug=fdr", "data.val_size=40", "run_name=fdr")
     assert smoke.returncode == 0, smoke.stderr[-3000:]
     assert (user.work / "outputs" / "debug" / "mnist_lstm" / "fdr" / "metrics.json").is_file()

@@ -62,7 +62,13 @@ def test_a_claimed_run_dir_refuses_a_second_live_process_and_a_dead_owner_is_tak
     first = start([*TINY, f"hydra.run.dir={run_dir}", *pause], data_dir, tmp_path)
     claim = run_dir / ".seqlab_claim.json"
     deadline = time.time() + 120
-    while not (run_dir / "train.log").exists() or not claim.exists():
+    config = run_dir / ".hydra" / "config.yaml"  # read below: wait until it is written whole
+    while (
+        not (run_dir / "train.log").exists()
+        or not claim.exists()
+        or not config.is_file()
+        or not config.stat().st_size
+    ):
         assert time.time() < deadline and first.poll() is None, first.communicate()[1][-2000:]
         time.sleep(0.2)
     config_before = (run_dir / ".hydra" / "config.yaml").read_text()

@@ -355,3 +355,32 @@ def test_a_named_sweep_is_chosen_as_sweep_or_as_the_older_plus_sweep(choice):
     )
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "dir: ${paths.log_dir}/sweeps/mnist_cells" in shown.stdout
+
+
+@pytest.mark.slow
+def test_a_sweep_process_killed_mid_job_is_taken_over_by_resume_and_its_incomplete_job_restarts(
+    tmp_path, data_dir
+):
+    """SIGKILL of the sweep's own process in job 0 before any checkpoint: job 0 reads `incomplete`, the
+    dead process's claim refuses a plain rerun and is taken over by resume=true, which runs both jobs."""
+    from seqlab.sweeps import summarize
+
+    sweep_dir = tmp_path / "sweep"
+    args = [*TINY_MNIST, "model.net.hidden_dim=8,16"]
+    kill = [
+        "+callbacks.kill._target_=tests.helpers.KillAt",
+        "+callbacks.kill.epoch=0",
+        "+callbacks.kill.batch=1",
+    ]
+    killed = sweep_cli([*args, *kill], sweep_dir, data_dir)
+    assert killed.returncode == -9
+    [row] = summarize(sweep_dir, plots=False)
+    assert row["status"] == "incomplete" and "killed" in row["error"]
+    owner = json.loads((sweep_dir / ".seqlab_claim.json").read_text())  # left by the killed process
+
+    refused = sweep_cli(args, sweep_dir, data_dir)
+    assert refused.returncode == 1 and "that is gone: resume=true continues that run" in refused.stderr
+    resumed = sweep_cli([*args, "resume=true"], sweep_dir, data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"warning: {sweep_dir}: taking over the claim of pid {owner['pid']}" in resumed.stderr
+    assert [(r["job"], r["status"]) for r in read_summary(sweep_dir)] == [("0", "done"), ("1", "done")]
