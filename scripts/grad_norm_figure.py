@@ -31,9 +31,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4))
-    rows = []
+    rows, config = [], None
     for job in job_dirs(args.sweep):
-        cell = OmegaConf.load(job / ".hydra" / "config.yaml").model.net.cell
+        config = OmegaConf.load(job / ".hydra" / "config.yaml")
+        cell = config.model.net.cell
         events = EventAccumulator(str(job / "tensorboard")).Reload()
         if TAG not in events.Tags()["scalars"]:
             raise SystemExit(f"error: {job} logged no {TAG}: run the sweep with sweep=mnist_cells")
@@ -42,7 +43,15 @@ def main() -> None:
         values = [p.value for p in points]
         rows.append((cell, values[0], max(values), values[-1], len(points)))
     ax.set(xlabel="training step", ylabel="L2 norm of the gradient of weight_hh_l0", yscale="log")
-    ax.set_title("Row-wise MNIST, 2 x 128, Adam 1e-2: recurrent-weight gradients")
+    if config is None:
+        raise SystemExit(f"error: {args.sweep} holds no job dirs: run the sweep with sweep=mnist_cells")
+    # The title says what the runs were, read from their own config (the sweep swept only the cell).
+    net, optimizer = config.model.net, config.optimizer
+    name = optimizer._target_.rsplit(".", 1)[-1]
+    view = {"rows": "Row-wise", "pixels": "Pixel-wise"}.get(config.data.view, "Permuted pixel-wise")
+    ax.set_title(
+        f"{view} MNIST, {net.num_layers} x {net.hidden_dim}, {name} {optimizer.lr:g}: recurrent-weight gradients"
+    )
     ax.legend()
     fig.tight_layout()
     args.out.mkdir(parents=True, exist_ok=True)

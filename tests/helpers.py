@@ -195,3 +195,18 @@ class AllocateTooMuchAt(L.Callback):
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if self.validation and not trainer.sanity_checking:
             self._ask(batch_idx)
+
+
+class TrainingObserver(L.Callback):
+    """What the precision and compile tests must see happen in training: the dtype of the net's last
+    Linear layer's output (`head_dtypes`), and whether the net was compiled when training started."""
+
+    head_dtypes: list[torch.dtype] = []
+    compiled: list[bool] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        TrainingObserver.compiled.append(getattr(pl_module.net, "_compiled_call_impl", None) is not None)
+        head = [m for m in pl_module.net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        head.register_forward_hook(
+            lambda module, inputs, output: TrainingObserver.head_dtypes.append(output.dtype)
+        )

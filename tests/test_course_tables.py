@@ -3,9 +3,15 @@
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.test_reliability import REPO
 from tests.test_sweeps import TINY_MNIST, sweep_cli
+
+
+def tables(sweeps: Path, out: Path, *names: str) -> subprocess.CompletedProcess:
+    args = ["scripts/course_tables.py", "--sweeps", str(sweeps), "--out", str(out), *names]
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO)
 
 
 def test_a_table_has_a_row_per_job_and_a_one_job_sweep_names_its_fixed_value(tmp_path, data_dir):
@@ -20,12 +26,7 @@ def test_a_table_has_a_row_per_job_and_a_one_job_sweep_names_its_fixed_value(tmp
         assert " threads, " in recorded.read_text() and ", torch " in recorded.read_text()
         recorded.write_text(f"Node {job} CPU, 64 threads, torch 9.9\n")
     out = tmp_path / "results"
-    done = subprocess.run(
-        [sys.executable, "scripts/course_tables.py", "--sweeps", str(sweeps), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    done = tables(sweeps, out)
     assert done.returncode == 0, done.stderr[-3000:]
     cells = (out / "mnist_cells.md").read_text()
     assert "| rnn | 10.0 |" in cells and "| lstm | 87.5 |" in cells and "for 2 jobs." in cells
@@ -42,20 +43,7 @@ def test_a_sweep_over_seeds_shows_mean_and_spread_and_each_seed(tmp_path, data_d
     swept = sweep_cli([*TINY_MNIST, "model.net.cell=rnn,lstm", "seed=0,1"], sweeps / "mnist_cells", data_dir)
     assert swept.returncode == 0, swept.stderr[-3000:]
     out = tmp_path / "results"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "scripts/course_tables.py",
-            "--sweeps",
-            str(sweeps),
-            "--out",
-            str(out),
-            "mnist_cells",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    done = tables(sweeps, out, "mnist_cells")
     assert done.returncode == 0, done.stderr[-3000:]
     table, seeds = (out / "mnist_cells.md").read_text().split("Per seed:")
     means = [line for line in table.splitlines() if line.startswith(("| rnn |", "| lstm |"))]
@@ -75,16 +63,7 @@ def test_a_failed_job_draws_no_bar_and_a_sweep_without_a_finished_job_gives_no_d
     sweeps, out = tmp_path / "sweeps", tmp_path / "results"
     failed = sweep_cli([*TINY_MNIST, "model.net.cell=lstmm"], sweeps / "mnist_cells", data_dir)
     assert failed.returncode == 1
-    args = [
-        sys.executable,
-        "scripts/course_tables.py",
-        "--sweeps",
-        str(sweeps),
-        "--out",
-        str(out),
-        "mnist_cells",
-    ]
-    done = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+    done = tables(sweeps, out, "mnist_cells")
     assert done.returncode == 0, done.stderr[-3000:]
     table = (out / "mnist_cells.md").read_text()
     assert "No job finished;" in table and "1970" not in table

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import traceback
+import warnings
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -239,9 +240,15 @@ def test_batches_are_pinned_when_a_gpu_trains(make_cfg, task):
 
 @pytest.mark.parametrize("task", ["mnist", "ptb", "imdb_bag"])
 def test_bf16_mixed_precision_trains(make_cfg, task):
-    cfg = make_cfg(*TASKS[task], "debug=fdr", "trainer.precision=bf16-mixed")
+    """Autocast is on in training: the head computes in bfloat16 (and the metrics stay finite)."""
+    from tests.helpers import TrainingObserver
+
+    TrainingObserver.head_dtypes = []
+    observe = "+callbacks.observe._target_=tests.helpers.TrainingObserver"
+    cfg = make_cfg(*TASKS[task], "debug=fdr", "trainer.precision=bf16-mixed", observe)
     _, metrics = pipeline.train(cfg)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert TrainingObserver.head_dtypes and set(TrainingObserver.head_dtypes) == {torch.bfloat16}
 
 
 @pytest.mark.parametrize("task", ["mnist", "imdb_bag", "imdb_bilstm_max"])
@@ -253,8 +260,16 @@ def test_compiled_model_trains_and_keeps_the_checkpoint_keys(make_cfg, tmp_path,
         "trainer.max_epochs=1",
         "model.compile=true",
         "model.compile_backend=aot_eager",  # the inductor backend needs a compiler toolchain
+        "+callbacks.observe._target_=tests.helpers.TrainingObserver",
     )
-    pipeline.train(cfg)
+    from tests.helpers import TrainingObserver
+
+    TrainingObserver.compiled = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline.train(cfg)
+    assert TrainingObserver.compiled == [True], "the net was not compiled"
+    assert not [w for w in caught if "running eagerly" in str(w.message)], "compile fell back to eager"
     task_module = build.build_task(cfg, build.build_datamodule(cfg))
     state = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)
     assert set(state["state_dict"]) == set(task_module.state_dict())

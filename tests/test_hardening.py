@@ -217,25 +217,6 @@ def test_a_checkpoint_write_cut_short_keeps_the_previous_one(tmp_path, monkeypat
     ]
 
 
-def test_a_text_write_cut_short_keeps_the_previous_file(tmp_path, monkeypatch):
-    from seqlab import checkpointing
-
-    metrics = checkpointing.write_text_atomic(tmp_path / "metrics.json", '{"val/acc": 0.5}\n')
-    real_write = Path.write_text
-
-    def half_then_full(self, text, *args, **kwargs):
-        real_write(self, text[: len(text) // 2], *args, **kwargs)
-        raise OSError(28, "No space left on device", str(self))
-
-    monkeypatch.setattr(Path, "write_text", half_then_full)
-    with pytest.raises(OSError, match="No space left"):
-        checkpointing.write_text_atomic(metrics, '{"val/acc": 0.9, "test/acc": 0.8}\n')
-    monkeypatch.undo()
-    assert metrics.read_text() == '{"val/acc": 0.5}\n' and [p.name for p in tmp_path.iterdir()] == [
-        "metrics.json"
-    ]
-
-
 @pytest.mark.parametrize("validation", [False, True])
 def test_an_allocator_refusal_is_one_line_naming_the_phase_and_the_batch_size(tmp_path, data_dir, validation):
     batch = 0 if validation else 1  # 40 validation images make one batch of eval_batch_size 1000

@@ -75,6 +75,24 @@ def test_splits_are_stratified_and_vocab_comes_from_training_only(data_dir):
     assert dm.vocab.itos[:2] == ["<pad>", "<unk>"]
 
 
+def test_words_seen_only_outside_the_training_split_are_unknown(tmp_path):
+    """The vocabulary is built from the training split alone: a word of the test reviews and one of the
+    validation reviews (carved from train.csv) are `<unk>` however often they occur there."""
+    root = make_imdb(tmp_path / "data")
+    test_csv = root / "imdb" / "test.csv"
+    header, *rows = test_csv.read_text().splitlines()
+    rows = [row.replace('",', ' testonlyword",', 1) if i < 5 else row for i, row in enumerate(rows)]
+    test_csv.write_text("\n".join([header, *rows]) + "\n")  # the word in five test reviews
+    assert test_csv.read_text().count("testonlyword") == 5
+    dm = imdb_dm(root)
+    assert "testonlyword" not in dm.vocab.stoi
+    val_ids = {int(i) for row in dm.splits["val"][0] for i in row}
+    train_ids = {int(i) for row in dm.splits["train"][0] for i in row}
+    assert val_ids - train_ids <= {dm.vocab.stoi["<unk>"]}  # every word id of val also occurs in train
+    unk = dm.vocab.stoi["<unk>"]
+    assert unk in dm.encode_texts(["a testonlyword film"])[0]
+
+
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_padding_side_and_mask(data_dir, side):
     dm = imdb_dm(data_dir, padding_side=side)
@@ -246,7 +264,21 @@ def test_embeddings_tool_works_on_a_text_classifier(trained_bag, make_cfg):
     result = embeddings(
         make_cfg(f"ckpt_path={trained_bag[0]}", "words=[great,awful]", "k=2", config_name="embeddings")
     )
-    assert ("great", "awful") in result["pairs"]
+    # The distance is that of the checkpoint's own embedding rows, worked out here by hand.
+    checkpoint = torch.load(trained_bag[0], weights_only=True)
+    rows = checkpoint["state_dict"]["net.embedding.weight"]
+    itos = checkpoint["IMDBDataModule"]["vocab"]["itos"]
+    great, awful = rows[itos.index("great")], rows[itos.index("awful")]
+    expected = 1 - float(great @ awful / (great.norm() * awful.norm()))
+    assert result["pairs"][("great", "awful")] == pytest.approx(expected, abs=1e-6)
+
+    # Its nearest words: itself left out, the k closest of all the others by the same distance.
+    def cosine_distance(u: torch.Tensor, v: torch.Tensor) -> float:  # a zero row (<pad>) is at distance 1
+        return 1 - float(u @ v) / max(float(u.norm() * v.norm()), 1e-8)
+
+    others = {w: cosine_distance(rows[i], great) for i, w in enumerate(itos) if w != "great"}
+    closest = sorted(others.items(), key=lambda item: item[1])[:2]
+    assert result["nearest"]["great"] == [(w, pytest.approx(d, abs=1e-5)) for w, d in closest]
 
 
 def test_predict_refuses_a_language_model(make_cfg, tmp_path):
@@ -275,13 +307,22 @@ def test_bigrams_extend_vocabulary_and_rows():
     assert add_bigrams([[2, 3, 2, 3], [3, 4], [4]], extended) == [[2, 3, 2, 3, 5, 5], [3, 4], [4]]
 
 
-def test_ngrams_setting_reaches_predict_encoding(data_dir):
-    dm = imdb_dm(data_dir, ngrams=2)
-    pairs = [t for t in dm.vocab.itos if " " in t]
-    assert pairs and len(dm.vocab) > len(imdb_dm(data_dir).vocab)
-    a, b = pairs[0].split(" ")
-    row = dm.encode_texts([f"{a} {b}"])[0]
-    assert row[-1] == dm.vocab.stoi[pairs[0]]
+def test_ngrams_setting_reaches_predict_encoding(make_cfg, tmp_path, monkeypatch):
+    """A bigram model's checkpoint, through `predict`: the review is encoded with its bigram ids."""
+    cfg = make_cfg("experiment=imdb_bag", "debug=limit", *TINY, "data.ngrams=2", output_dir=tmp_path / "bi")
+    pipeline.train(cfg)
+    ckpt = next((tmp_path / "bi" / "checkpoints").glob("epoch_*.ckpt"))
+    itos = torch.load(ckpt, weights_only=True)["IMDBDataModule"]["vocab"]["itos"]
+    pair = next(t for t in itos if " " in t)
+    encoded = []
+    real_encode = IMDBDataModule.encode_texts
+    monkeypatch.setattr(
+        IMDBDataModule,
+        "encode_texts",
+        lambda dm, texts: encoded.append(real_encode(dm, texts)) or encoded[-1],
+    )
+    predict(make_cfg(f"ckpt_path={ckpt}", f"text='{pair}'", config_name="predict"))
+    assert encoded and encoded[0][0][-1] == itos.index(pair)
 
 
 def test_fixed_length_padding_holds_rows_longer_than_max_length(data_dir):
