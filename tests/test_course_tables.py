@@ -1,12 +1,16 @@
 """scripts/course_tables.py turns real sweep dirs into results tables, the course's number beside ours."""
 
+import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.test_reliability import REPO
 from tests.test_sweeps import TINY_MNIST, sweep_cli
+
+COURSE_CELLS = {"rnn": "10.0", "lstm": "87.5"}  # the course's column of mnist_cells, as the script quotes it
 
 
 def tables(sweeps: Path, out: Path, *names: str) -> subprocess.CompletedProcess:
@@ -55,6 +59,25 @@ def test_a_sweep_over_seeds_shows_mean_and_spread_and_each_seed(tmp_path, data_d
         ["| rnn", "0"],
         ["| rnn", "1"],
     ]
+    # Each cell is the sweep's own numbers: every job's metrics.json, and their mean ± sample std over seeds.
+    jobs = {}
+    for job in (sweeps / "mnist_cells").glob("[0-9]*"):
+        overrides = dict(
+            o.split("=", 1) for o in (job / ".hydra" / "overrides.yaml").read_text().split("- ")[1:]
+        )
+        metrics = json.loads((job / "metrics.json").read_text())
+        jobs[(overrides["model.net.cell"].strip(), overrides["seed"].strip())] = metrics
+    for cell in ("rnn", "lstm"):
+        test, val = ([jobs[(cell, seed)][m] * 100 for seed in "01"] for m in ("test/acc", "val/acc"))
+        expected = (
+            f"| {cell} | {COURSE_CELLS[cell]} | {statistics.fmean(test):.2f} ± {statistics.stdev(test):.2f} (n=2) | "
+            f"{statistics.fmean(val):.2f} ± {statistics.stdev(val):.2f} |"
+        )
+        assert any(line.startswith(expected) for line in means), (expected, means)
+        for seed in "01":
+            run = jobs[(cell, seed)]
+            row = f"| {cell} | {seed} | {run['test/acc'] * 100:.2f} | {run['val/acc'] * 100:.2f} |"
+            assert any(line.startswith(row) for line in runs), (row, runs)
 
 
 def test_a_failed_job_draws_no_bar_and_a_sweep_without_a_finished_job_gives_no_date(
