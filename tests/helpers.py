@@ -1,15 +1,54 @@
-"""Callbacks that break a run on purpose, for the reliability and GPU-path tests (loaded by `+callbacks.x._target_=`)."""
+"""What several test modules share: seqlab started in a fresh process, its run records read back, and
+callbacks that break a run on purpose (loaded by `+callbacks.x._target_=tests.helpers.<name>`)."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
 
 from seqlab import Encoder
+from seqlab.config import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml"))
+TINY_MNIST = ["experiment=mnist_rnn", "data.val_size=40", "data.batch_size=16", "debug=limit"]
+
+
+def train_cli(overrides: list[str], run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    """`python -m seqlab.train` in a fresh process (so that it can be SIGKILLed), from the repo root."""
+    flags = [a for a in overrides if a.startswith("-")]  # e.g. -m: before the overrides, for argparse
+    args = [*flags, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", "print_config=false"]
+    args += ["trainer.enable_progress_bar=false", *(a for a in overrides if not a.startswith("-"))]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "seqlab.train", *args], capture_output=True, text=True, cwd=REPO, env=env
+    )
+
+
+def sweep_cli(args: list[str], sweep_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    return train_cli(["-m", *args, f"hydra.sweep.dir={sweep_dir}"], sweep_dir / "unused_run_dir", data_dir)
+
+
+def final(metrics: dict) -> dict:
+    """A run's metrics without its wall time (what an interrupted and a straight run must share)."""
+    return {k: v for k, v in metrics.items() if k != "wall_time_s"}
+
+
+def metrics_of(run_dir: Path) -> dict:
+    return final(json.loads((run_dir / "metrics.json").read_text()))
+
+
+def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
+    with open(sweep_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 class KillAt(L.Callback):

@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_reliability import REPO
-from tests.test_sweeps import TINY_MNIST, sweep_cli
+from tests.helpers import REPO, TINY_MNIST, sweep_cli
 
 COURSE_CELLS = {"rnn": "10.0", "lstm": "87.5"}  # the course's column of mnist_cells, as the script quotes it
 

@@ -301,7 +301,7 @@ print("ok", logits.dtype)
 @pytest.mark.parametrize("task", ["mnist", "ptb"])
 def test_bf16_mixed_precision_trains_on_cpus_without_bf16_kernels(task, tmp_path, data_dir, monkeypatch):
     """`make test` on an AVX2-only CPU: `trainer.precision=bf16-mixed` trains end to end there too."""
-    from tests.test_reliability import metrics_of, train_cli
+    from tests.helpers import metrics_of, train_cli
 
     for name, value in AVX2_ONLY.items():
         monkeypatch.setenv(name, value)

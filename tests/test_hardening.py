@@ -13,8 +13,8 @@ import torch
 from seqlab import pipeline
 from seqlab.data.text import decode_utf8
 from seqlab.errors import ConfigError, DataError
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 LIMIT = ["experiment=mnist_rnn", "debug=limit", "data.val_size=40", "data.batch_size=16"]
 
 

@@ -16,7 +16,7 @@ from seqlab.errors import ConfigError
 from seqlab.models import BagOfEmbeddings
 from seqlab.tools.prediction import predict_from_checkpoint as predict
 from tests.conftest import make_imdb
-from tests.test_train import EXPERIMENTS
+from tests.helpers import EXPERIMENTS
 
 IMDB_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("imdb")]
 TINY = ["data.val_size=40", "data.batch_size=16", "data.min_freq=1"]

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_mnist
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+
 TOP_LEVEL_SKIP = {".venv", ".git", "outputs", "data", "bench", "build", "dist"}
 
 

@@ -24,7 +24,7 @@ from seqlab.tools.embeddings import report_embeddings as embeddings
 from seqlab.tools.sampling import sample_from_checkpoint as sample
 from seqlab.tools.sampling import sample_text
 from tests.conftest import make_ptb
-from tests.test_train import EXPERIMENTS
+from tests.helpers import EXPERIMENTS
 
 PTB_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("ptb")]
 TINY = ["data.batch_size=4", "data.eval_batch_size=3", "data.seq_len=6", "model.truncated_bptt_steps=3"]

@@ -1,11 +1,7 @@
 """Never lose a run: kills mid-epoch and mid-save, resume, non-finite losses, refused overwrites."""
 
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from seqlab import build, pipeline
 from seqlab.callbacks.history import read_history
 from seqlab.errors import ConfigError, TrainingError
+from tests.helpers import final, metrics_of, train_cli
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = ["debug=limit", "trainer.max_epochs=3", "trainer.deterministic=true", "seed=3"]
 TASKS = {
     # dropout in each, so that a resume has to restore the random streams to match
@@ -51,25 +47,6 @@ def one_thread(monkeypatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def train_cli(overrides: list[str], run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
-    """`python -m seqlab.train` in a fresh process (so that it can be SIGKILLed), from the repo root."""
-    flags = [a for a in overrides if a.startswith("-")]  # e.g. -m: before the overrides, for argparse
-    args = [*flags, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", "print_config=false"]
-    args += ["trainer.enable_progress_bar=false", *(a for a in overrides if not a.startswith("-"))]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "seqlab.train", *args], capture_output=True, text=True, cwd=REPO, env=env
-    )
-
-
-def final(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k != "wall_time_s"}
-
-
-def metrics_of(run_dir: Path) -> dict:
-    return final(json.loads((run_dir / "metrics.json").read_text()))
 
 
 def val_losses(run_dir: Path) -> list[float]:

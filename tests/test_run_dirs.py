@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.test_reliability import REPO, metrics_of, train_cli
+from tests.helpers import REPO, metrics_of, train_cli
 
 TINY = ["experiment=mnist_rnn", "debug=limit", "data.val_size=40", "data.batch_size=16"]
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_reliability import REPO, metrics_of
-from tests.test_sweeps import read_summary
+from tests.helpers import REPO, metrics_of, read_summary
 
 
 def slurm_answers() -> str:

@@ -12,18 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from seqlab.data.sharding import RankBatches
 from seqlab.errors import ConfigError
-from tests.test_reliability import REPO, train_cli
-
-TINY_MNIST = ["experiment=mnist_rnn", "data.val_size=40", "data.batch_size=16", "debug=limit"]
-
-
-def sweep_cli(args: list[str], sweep_dir: Path, data_dir: Path):
-    return train_cli(["-m", *args, f"hydra.sweep.dir={sweep_dir}"], sweep_dir / "unused_run_dir", data_dir)
-
-
-def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
-    with open(sweep_dir / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
+from tests.helpers import REPO, TINY_MNIST, read_summary, sweep_cli, train_cli
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from seqlab import build, pipeline, restore
 from seqlab.callbacks.history import read_history
-from seqlab.config import CONF_DIR, ConfigError
+from seqlab.config import ConfigError
+from tests.helpers import EXPERIMENTS
 
-EXPERIMENTS = sorted(p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml"))
 MNIST_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("mnist")]
 LIMIT = ["debug=limit", "data.val_size=40", "data.batch_size=16"]
 
