@@ -373,3 +373,17 @@ def test_a_sweep_process_killed_mid_job_is_taken_over_by_resume_and_its_incomple
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"warning: {sweep_dir}: taking over the claim of pid {owner['pid']}" in resumed.stderr
     assert [(r["job"], r["status"]) for r in read_summary(sweep_dir)] == [("0", "done"), ("1", "done")]
+
+
+def test_every_imdb_table_sweep_names_its_optimizer():
+    """The results tables come from sweeps that set the optimizer themselves, so an experiment's default
+    optimizer (Adam for imdb_lstm and imdb_gru) never changes a regenerated table."""
+    from omegaconf import OmegaConf
+
+    from seqlab.config import CONF_DIR
+
+    for path in sorted(Path(CONF_DIR, "sweep").glob("imdb_*.yaml")):
+        params = OmegaConf.load(path).hydra.sweeper.params
+        experiments = str(params.experiment).split(",")
+        if {"imdb_lstm", "imdb_gru"} & set(experiments):
+            assert "optimizer" in params, f"{path.name} leaves the optimizer to the experiment's default"
