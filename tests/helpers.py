@@ -33,6 +33,17 @@ def train_cli(overrides: list[str], run_dir: Path, data_dir: Path) -> subprocess
     )
 
 
+def seqlab_cli(
+    tool: str, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m seqlab.<tool>` in a fresh process, in this environment without a user config path
+    (`env` adds to it, or sets one)."""
+    environ = {**os.environ, "SEQLAB_CONFIG_PATH": "", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", f"seqlab.{tool}", *args], capture_output=True, text=True, cwd=cwd, env=environ
+    )
+
+
 def sweep_cli(args: list[str], sweep_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
     return train_cli(["-m", *args, f"hydra.sweep.dir={sweep_dir}"], sweep_dir / "unused_run_dir", data_dir)
 

@@ -1,7 +1,6 @@
 """A project built on seqlab: its own configs (SEQLAB_CONFIG_PATH, --config-dir), its own code named by
 `_target_`, and the trust a checkpoint's config needs before a tool builds that code."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +10,10 @@ import pytest
 import seqlab
 from seqlab import pipeline, restore
 from seqlab.errors import ConfigError
+from tests.helpers import seqlab_cli
 
 LIMIT = ["debug=limit", "data.val_size=40", "data.batch_size=16"]
 OWN_CELL = "model.net.cell={_target_:tests.helpers.MeanSoFarEncoder,_partial_:true}"
-
-
-def seqlab_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SEQLAB_CONFIG_PATH": "", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "seqlab.train", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
 
 
 def test_the_public_api_resolves_without_importing_lightning():
@@ -82,8 +75,8 @@ def test_user_configs_add_experiments_and_seqlabs_own_win_a_name_clash(user_conf
     def compose(experiment: str) -> subprocess.CompletedProcess:
         args = [f"experiment={experiment}", "--cfg", "job"]
         if how == "env":
-            return seqlab_cli(*args, cwd=tmp_path, env={"SEQLAB_CONFIG_PATH": str(user_conf)})
-        return seqlab_cli("--config-dir", str(user_conf), *args, cwd=tmp_path)
+            return seqlab_cli("train", *args, cwd=tmp_path, env={"SEQLAB_CONFIG_PATH": str(user_conf)})
+        return seqlab_cli("train", "--config-dir", str(user_conf), *args, cwd=tmp_path)
 
     mine = compose("my_lstm")
     assert mine.returncode == 0, mine.stderr
@@ -99,11 +92,13 @@ def test_user_configs_add_experiments_and_seqlabs_own_win_a_name_clash(user_conf
 def test_a_user_config_folder_that_does_not_exist_is_one_line(tmp_path, how):
     missing = tmp_path / "nowhere"
     if how == "env":
-        result = seqlab_cli("experiment=mnist_lstm", cwd=tmp_path, env={"SEQLAB_CONFIG_PATH": str(missing)})
+        result = seqlab_cli(
+            "train", "experiment=mnist_lstm", cwd=tmp_path, env={"SEQLAB_CONFIG_PATH": str(missing)}
+        )
     elif how == "pkg":
-        result = seqlab_cli(cwd=tmp_path, env={"SEQLAB_CONFIG_PATH": "pkg://no_such_lab.conf"})
+        result = seqlab_cli("train", cwd=tmp_path, env={"SEQLAB_CONFIG_PATH": "pkg://no_such_lab.conf"})
     else:
-        result = seqlab_cli(f"--config-dir={missing}", "experiment=mnist_lstm", cwd=tmp_path)
+        result = seqlab_cli("train", f"--config-dir={missing}", "experiment=mnist_lstm", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

@@ -2,9 +2,7 @@
 
 import json
 import logging
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,25 +11,15 @@ import torch
 from seqlab import pipeline
 from seqlab.data.text import decode_utf8
 from seqlab.errors import ConfigError, DataError
-from tests.helpers import REPO
+from tests.helpers import seqlab_cli
 
 LIMIT = ["experiment=mnist_rnn", "debug=limit", "data.val_size=40", "data.batch_size=16"]
-
-
-def cli(tool: str, *args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", f"seqlab.{tool}", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_a_sweep_with_failing_jobs_runs_the_others_and_ends_in_one_line_per_failed_job(tmp_path, data_dir):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep_dir}", *LIMIT, "print_config=false"]
-    result = cli("train", *args, "trainer.enable_progress_bar=false", "model.net.hidden_dim=4,-1,0")
+    result = seqlab_cli("train", *args, "trainer.enable_progress_bar=false", "model.net.hidden_dim=4,-1,0")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     report = result.stderr[result.stderr.index("error: ") :].strip().splitlines()
     assert report[0] == f"error: 2 of 3 jobs failed; see {sweep_dir / 'summary.md'}"
@@ -89,7 +77,7 @@ def test_bytes_that_are_not_text_are_refused(tmp_path, raw):
 def test_predict_refuses_a_binary_file_in_one_line(tmp_path):
     binary = tmp_path / "photo.jpg"
     binary.write_bytes(bytes(range(256)) * 160)
-    result = cli("predict", f"ckpt_path={tmp_path / 'any.ckpt'}", f"file={binary}", cwd=tmp_path)
+    result = seqlab_cli("predict", f"ckpt_path={tmp_path / 'any.ckpt'}", f"file={binary}", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"error: {binary} is not text: 20480 invalid UTF-8 sequence(s) and 160 NUL byte(s) in 40960 bytes; "
@@ -159,7 +147,7 @@ def tmpfs(tmp_path):
 
 def train_in(run_dir: Path, data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     args = [f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *LIMIT, "print_config=false"]
-    return cli("train", *args, "trainer.enable_progress_bar=false", *extra)
+    return seqlab_cli("train", *args, "trainer.enable_progress_bar=false", *extra)
 
 
 def last_line(result: subprocess.CompletedProcess) -> str:
@@ -181,7 +169,9 @@ def test_a_read_only_file_system_is_one_line(tmpfs, data_dir, multirun):
     read_only = tmpfs("ro,size=1m")
     target = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     extra = ["-m", "model.net.hidden_dim=4,8"] if multirun else []
-    result = cli("train", *extra, f"{target}={read_only / 'out'}", f"paths.data_dir={data_dir}", *LIMIT)
+    result = seqlab_cli(
+        "train", *extra, f"{target}={read_only / 'out'}", f"paths.data_dir={data_dir}", *LIMIT
+    )
     assert last_line(result) == (
         f"error: cannot create the {'sweep' if multirun else 'run'} dir: {read_only / 'out'}: Read-only file system (EROFS); the file system "
         "is read-only: write elsewhere (paths.log_dir=..., hydra.run.dir=...)"

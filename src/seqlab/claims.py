@@ -159,9 +159,8 @@ class RunDirClaim(Callback):
             except ConfigError as err:
                 self.held = None
                 raise SystemExit(f"error: {err}") from None
-            except (
-                OSError
-            ) as err:  # raised in a callback, Hydra would only warn, then fail creating it itself
+            except OSError as err:
+                # Raised from a callback, Hydra would only warn, then fail creating the dir itself.
                 self.held = None
                 raise SystemExit(f"error: cannot create the {what}: {os_error_message(err)}") from None
 

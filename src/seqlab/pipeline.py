@@ -27,7 +27,7 @@ from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.checkpointing import last_checkpoint
 from seqlab.errors import ConfigError
 from seqlab.resources import OutOfMemoryReport, check_batches_fit, out_of_memory_reported
-from seqlab.restore import check_state_fits, read_checkpoint, restore_from_checkpoint
+from seqlab.restore import check_state_fits, restore_from_checkpoint
 from seqlab.run_dir import (
     distributed_job,
     read_metrics,
@@ -67,9 +67,10 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     seed(cfg)
     datamodule = build_datamodule(cfg)
     task = build_task(cfg, datamodule)
-    ckpt_path = resume_checkpoint(cfg)
-    if ckpt_path:
-        check_state_fits(task, read_checkpoint(ckpt_path)["state_dict"], f"ckpt_path={ckpt_path!r}")
+    ckpt_path, checkpoint = resume_checkpoint(cfg) or (None, None)
+    if checkpoint is not None:
+        check_state_fits(task, checkpoint["state_dict"], f"ckpt_path={ckpt_path!r}")
+        del checkpoint  # only checked here: Lightning's fit reads the file itself, not kept through training
     out_of_memory = OutOfMemoryReport(cfg)
     trainer = build_trainer(cfg, task, [*build_callbacks(cfg), out_of_memory], build_group(cfg, "logger"))
     check_batches_fit(cfg, task.run_info["dims"], trainer.strategy.root_device)

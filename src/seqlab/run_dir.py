@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -57,21 +58,22 @@ def write_machine(output_dir: str | Path) -> Path:
     return write_text_atomic(Path(output_dir) / "machine.txt", machine() + "\n")
 
 
-def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint training starts from: `ckpt_path`, else the run dir's last.ckpt when resuming.
+def resume_checkpoint(cfg: DictConfig) -> tuple[str, dict[str, Any]] | None:
+    """The checkpoint training starts from, and its contents (read once, here): `ckpt_path`, else the run
+    dir's last.ckpt when resuming (or the newest intact checkpoint, if that one is damaged).
 
     A SLURM requeue (SLURM_RESTART_COUNT > 0) resumes as `resume=true` does. Without either, a run
     dir that already holds checkpoints is refused rather than overwritten.
     """
     if cfg.get("ckpt_path"):
-        return str(cfg.ckpt_path)
+        return str(cfg.ckpt_path), read_checkpoint(cfg.ckpt_path)
     last = last_checkpoint(cfg.paths.output_dir)
     requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
     if cfg.get("resume") or requeued:
         if last.is_file():
-            intact = intact_checkpoint(last)
+            intact, checkpoint = intact_checkpoint(last)
             log.info("Resuming from %s", intact)
-            return str(intact)
+            return str(intact), checkpoint
         # A requeue before the first checkpoint must start from scratch; a mistyped run dir should not
         # pass unnoticed, so this is a warning that names the dir.
         log.warning(
@@ -88,18 +90,18 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     return None
 
 
-def intact_checkpoint(last: Path) -> Path:
-    """`last` when it reads; else the newest checkpoint beside it that does, after saying so in one line.
-    The damaged file is kept aside as `<name>.damaged` (never deleted); none intact is a ConfigError."""
+def intact_checkpoint(last: Path) -> tuple[Path, dict[str, Any]]:
+    """`last` and its contents when it reads; else the newest checkpoint beside it that does, after saying
+    so in one line. The damaged file is kept aside as `<name>.damaged` (never deleted); none intact is a
+    ConfigError."""
     try:
-        read_checkpoint(last)
-        return last
+        return last, read_checkpoint(last)
     except ConfigError as err:
         damage = str(err).split(": ", 1)[-1]
     others = sorted(last.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
     for candidate in (p for p in others if p != last):
         try:
-            read_checkpoint(candidate)
+            checkpoint = read_checkpoint(candidate)
         except ConfigError:
             continue
         aside = last.with_name(last.name + ".damaged")
@@ -111,7 +113,7 @@ def intact_checkpoint(last: Path) -> Path:
             aside.name,
             candidate,
         )
-        return candidate
+        return candidate, checkpoint
     rest = [p.name for p in others if p != last]
     raise ConfigError(
         f"resume: no intact checkpoint in {last.parent}: {last.name}: {damage}"

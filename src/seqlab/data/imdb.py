@@ -204,9 +204,8 @@ class IMDBDataModule(L.LightningDataModule):
     def load_encoded(self) -> dict[str, Any]:
         """The encoded splits, from the cache when its key matches, else built (and cached)."""
         ensure_source(self.folder)  # before the key: a download or extraction changes the source files
-        verify_files(
-            self.folder, {ARCHIVE: ARCHIVE_MD5}, "IMDB", self.verify
-        )  # the CSVs have no published md5
+        # Only the archive has a published md5; the CSVs and an extracted aclImdb/ have none.
+        verify_files(self.folder, {ARCHIVE: ARCHIVE_MD5}, "IMDB", self.verify)
         path = self.cache_path()
         if path.exists():
             try:
