@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seqlab.errors import ConfigError
+from seqlab.user_config import SEQLAB_CONF
 
 
 def project_root() -> Path:
@@ -24,7 +25,7 @@ def project_root() -> Path:
 
 
 # The configs ship inside the package (package data), so a wheel finds them as a checkout does.
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+CONF_DIR = str(SEQLAB_CONF)
 
 if not OmegaConf.has_resolver("seqlab_root"):
     OmegaConf.register_new_resolver("seqlab_root", lambda: str(project_root()))

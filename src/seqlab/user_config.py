@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ENV_VAR = "SEQLAB_CONFIG_PATH"
-SEQLAB_CONF = Path(__file__).resolve().parent / "conf"
+SEQLAB_CONF = Path(__file__).resolve().parent / "conf"  # seqlab's own configs (package data)
 
 
 def env_entries() -> list[str]:
