@@ -92,7 +92,7 @@ def test_masked_pooling_ignores_padding():
     [
         (
             {"cell": "transformerz"},
-            "cell='transformerz' is not supported; allowed: rnn, lstm, gru, own_rnn, transformer",
+            "cell='transformerz' is not supported; allowed: rnn, lstm, gru, own_rnn, indrnn, lru, mingru, minlstm, transformer",
         ),
         ({"hidden_dim": 0}, "hidden_dim=0 must be a positive integer"),
         ({"num_layers": -1}, "num_layers=-1 must be a positive integer"),

@@ -187,7 +187,8 @@ def test_cli_trains_and_reports_config_errors_in_one_line(data_dir, tmp_path):
 
 def test_every_experiment_belongs_to_a_task_suite():
     """Each suite runs its own prefix's experiments with debug=fdr; none may fall between them."""
-    assert EXPERIMENTS and all(e.split("_")[0] in ("mnist", "ptb", "imdb") for e in EXPERIMENTS)
+    suites = ("mnist", "ptb", "imdb", "adding", "copy")  # adding/copy: tests/test_long_memory.py
+    assert EXPERIMENTS and all(e.split("_")[0] in suites for e in EXPERIMENTS)
 
 
 def test_a_checkpoint_config_cannot_instantiate_arbitrary_targets(make_cfg, tmp_path):

@@ -2,8 +2,16 @@
 
 from seqlab.data.files import DataError
 from seqlab.data.imdb import IMDBDataModule
+from seqlab.data.long_memory import LongMemoryDataModule
 from seqlab.data.mnist import MNISTDataModule
 from seqlab.data.ptb import PTBDataModule
 from seqlab.data.vocab import Vocabulary
 
-__all__ = ["DataError", "IMDBDataModule", "MNISTDataModule", "PTBDataModule", "Vocabulary"]
+__all__ = [
+    "DataError",
+    "IMDBDataModule",
+    "LongMemoryDataModule",
+    "MNISTDataModule",
+    "PTBDataModule",
+    "Vocabulary",
+]

@@ -2,6 +2,7 @@
 
 from seqlab.models.base import Encoder
 from seqlab.models.classifier import BagOfEmbeddings, SequenceClassifierNet
+from seqlab.models.diagonal import DIAGONAL_CELLS, DiagonalRecurrentEncoder
 from seqlab.models.encoder import ENCODERS, build_encoder
 from seqlab.models.language_model import LanguageModelNet, generate, next_token
 from seqlab.models.recurrent import CELLS, OwnRNN, RecurrentEncoder
@@ -12,6 +13,8 @@ RNNLanguageModel = LanguageModelNet  # the `_target_` older checkpoints store: t
 __all__ = [
     "BagOfEmbeddings",
     "CELLS",
+    "DIAGONAL_CELLS",
+    "DiagonalRecurrentEncoder",
     "ENCODERS",
     "Encoder",
     "PositionwiseFeedForward",

@@ -10,14 +10,15 @@ from seqlab.checks import check_choice, check_dropout, check_positive
 from seqlab.models.base import Encoder
 from seqlab.models.encoder import build_encoder
 
-POOLINGS = ("last", "mean", "max")
+POOLINGS = ("last", "mean", "max", "none")
 
 
 class SequenceClassifierNet(nn.Module):
     """(optional embedding) -> encoder (a recurrent cell or `transformer`) -> pooling -> linear head.
 
     Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`).
-    Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`.
+    Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`;
+    `none` gives every step its own output, (B, T, num_classes). `num_classes: 1` makes it a regressor.
     The mask may lie on the host while the inputs are on a GPU.
     `num_heads` and `positions` configure the transformer encoder. `dropout` acts between stacked
     layers; `input_dropout` on the encoder's inputs (the embeddings) and `output_dropout` on the pooled
@@ -72,6 +73,8 @@ class SequenceClassifierNet(nn.Module):
         out, state = self.encoder(self.input_drop(x), mask)
         if mask is not None:
             mask = mask.to(out.device, non_blocking=True)  # it may come from the host
+        if self.pooling == "none":
+            return self.head(self.output_drop(out))
         if self.pooling == "last":
             pooled = self.encoder.pool_last(out, state, mask)
         elif mask is None:

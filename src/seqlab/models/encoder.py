@@ -8,10 +8,11 @@ from torch import nn
 
 from seqlab.checks import check_choice
 from seqlab.models.base import Encoder
+from seqlab.models.diagonal import DIAGONAL_CELLS, DiagonalRecurrentEncoder
 from seqlab.models.recurrent import CELLS, RecurrentEncoder
 from seqlab.models.transformer import SelfAttentionEncoder
 
-ENCODERS = (*CELLS, "transformer")
+ENCODERS = (*CELLS, *DIAGONAL_CELLS, "transformer")
 
 
 def build_encoder(
@@ -30,7 +31,8 @@ def build_encoder(
     """forward(x, mask, state) -> (outputs, state); `output_dim`; `pool_last(outputs, state, mask)`.
 
     `num_heads`, `positions`, `causal` and `context` apply to `transformer` only; `bidirectional` and
-    `pack` to the recurrent cells only.
+    `pack` to the recurrent cells only (`bidirectional` not to the diagonal ones: indrnn, lru, mingru,
+    minlstm).
 
     `cell` may also be a callable (a user's `Encoder` class, given in the config as `_target_` with
     `_partial_: true`), called with `input_dim`, `hidden_dim`, `num_layers`, `dropout` and `bidirectional`.
@@ -47,6 +49,12 @@ def build_encoder(
             raise ValueError(f"cell={cell!r} built a {type(encoder).__name__}, not a seqlab.models.Encoder")
         return encoder
     check_choice("cell", cell, ENCODERS)
+    if cell in DIAGONAL_CELLS:
+        if bidirectional:
+            raise ValueError(
+                f"bidirectional=true applies to {', '.join(CELLS)}; cell={cell} runs forward only"
+            )
+        return DiagonalRecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout)
     if cell != "transformer":
         return RecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack)
     if bidirectional:

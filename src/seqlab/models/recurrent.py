@@ -102,6 +102,36 @@ def reorder_rows(state: State | None, index: Tensor) -> State | None:
     return None if state is None else state.index_select(1, index)
 
 
+def align_right(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows rotated so that their real steps come first: (x, lengths, shift), on x's device.
+
+    Left-padded rows rotate by their padding, right-padded ones by 0; `undo_align` turns outputs back.
+    (Asking first whether any row needs it would stall a GPU every batch.)
+    """
+    lengths = mask.sum(1).clamp(min=1)  # an empty row keeps one pad step
+    mask, lengths = mask.to(x.device, non_blocking=True), lengths.to(x.device, non_blocking=True)
+    steps = torch.arange(x.size(1), device=x.device)
+    shift = torch.where(mask[:, 0], 0, x.size(1) - lengths)[:, None]
+    return x.gather(1, ((steps + shift) % x.size(1))[..., None].expand_as(x)), lengths, shift
+
+
+def undo_align(out: Tensor, shift: Tensor) -> Tensor:
+    steps = torch.arange(out.size(1), device=out.device)
+    return out.gather(1, ((steps - shift) % out.size(1))[..., None].expand_as(out))
+
+
+def at_true_end(seq: Tensor, lengths: Tensor | None) -> Tensor:
+    """(B, T, N) -> (B, N): each row's entry at its last real step (the last step without lengths)."""
+    if lengths is None:
+        return seq[:, -1]
+    return seq.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, seq.size(2))).squeeze(1)
+
+
+def zero_padding(out: Tensor, lengths: Tensor) -> Tensor:
+    """Right-aligned outputs with the steps past each row's length zeroed."""
+    return out * (torch.arange(out.size(1), device=out.device) < lengths[:, None])[..., None]
+
+
 class RecurrentEncoder(Encoder):
     """One encoder over `rnn | lstm | gru | own_rnn`, batch-first.
 
@@ -155,31 +185,24 @@ class RecurrentEncoder(Encoder):
             return self._run(x, state)
         if self.cell == "own_rnn":
             return self.rnn(x, state, mask.to(x.device, non_blocking=True))
-        lengths = mask.sum(1).clamp(min=1)  # an empty row keeps one pad step
         # Packing needs the lengths on the host: taken from a mask there (where the data modules keep
         # it), they make nothing wait for a GPU; from a mask on a GPU, .cpu() waits for it.
-        host_lengths = lengths.cpu() if self.num_directions == 2 else None
-        mask, lengths = mask.to(x.device, non_blocking=True), lengths.to(x.device, non_blocking=True)
-        # Left-padded rows are rotated so that their tokens come first, and back afterwards; right-padded
-        # rows by 0. (Asking first whether any row needs it would stall a GPU every batch.)
-        steps = torch.arange(x.size(1), device=x.device)
-        shift = torch.where(mask[:, 0], 0, x.size(1) - lengths)[:, None]
-        x = x.gather(1, ((steps + shift) % x.size(1))[..., None].expand_as(x))
+        host_lengths = mask.sum(1).clamp(min=1).cpu() if self.num_directions == 2 else None
+        x, lengths, shift = align_right(x, mask)
         if self.num_directions == 1:
             # Causal: a step's output never depends on later (padding) steps, so running over the right
             # padding and reading each row at its true end is exact, and 5-10x faster than packing on
             # a CPU. Only the top layer's final hidden state is read from the outputs; the other
             # layers' final states of padded rows are those after the padding.
             out, state = self._run(x, state)
-            last = out.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, out.size(2))).squeeze(1)
+            last = at_true_end(out, lengths)
             h = state[0] if isinstance(state, tuple) else state
             h = torch.cat([h[:-1], last[None]])
             state = (h, state[1]) if isinstance(state, tuple) else h
-            out = out * (steps < lengths[:, None])[..., None]
+            out = zero_padding(out, lengths)
         else:  # the reverse direction starts at the end: pack so that it starts at each row's true end
             out, state = self._run_packed(x, host_lengths, state)
-        out = out.gather(1, ((steps - shift) % x.size(1))[..., None].expand_as(out))
-        return out, state
+        return undo_align(out, shift), state
 
     def _run(self, x: Tensor | PackedSequence, state: State | None) -> tuple:
         return self.rnn(x, state) if self.cell == "own_rnn" else run_fused_cell(self.rnn, x, state)

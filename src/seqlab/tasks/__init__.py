@@ -3,5 +3,6 @@
 from seqlab.tasks.base import TaskModule
 from seqlab.tasks.classification import SequenceClassifier
 from seqlab.tasks.language_model import LanguageModel
+from seqlab.tasks.long_memory import SequenceRegressor, StepClassifier
 
-__all__ = ["LanguageModel", "SequenceClassifier", "TaskModule"]
+__all__ = ["LanguageModel", "SequenceClassifier", "SequenceRegressor", "StepClassifier", "TaskModule"]

@@ -166,6 +166,12 @@ class LanguageModel(TaskModule):
             inputs, targets = x[:, start : start + k], y[:, start : start + k]
             self.train_state = detach_state(self.train_state)
             logits, self.train_state = self.forward_chunk(inputs, self.train_state)
+            if self.train_state is None:
+                raise ConfigError(
+                    f"model.net.cell: {type(self.net.encoder).__name__} returns no state, and the language "
+                    "model carries it across TBPTT windows; use a cell that returns one (rnn, lstm, gru, "
+                    "own_rnn, indrnn, lru, mingru, minlstm, transformer)"
+                )
             loss, nll_sum = self.chunk_loss(logits, targets)
             self.manual_backward(loss / self.accumulate_grad_batches)
             self._pending_chunks += 1
