@@ -36,6 +36,8 @@ def instantiate(node: Any, where: str, **kwargs: Any) -> Any:
                 f"{key}._target_={target.group(1) if target else '?'!r} cannot be imported ({reason}); "
                 "install the package that defines it (pip install -e <your project>) or fix the name"
             ) from None
+        if isinstance(cause, ConfigError) and str(cause).startswith(key):
+            raise cause from None  # it names the key already
         raise ConfigError(f"{key}: {cause}") from None
 
 

@@ -36,6 +36,7 @@ from seqlab.run_dir import (
     write_metrics,
 )
 from seqlab.sweeps import STOPPED
+from seqlab.trackers import log_outcome, log_stopped
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
             log_final_hparams(trainer, flatten(task.run_info["config"]), metrics)
             log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))
             write_machine(cfg.paths.output_dir)
+            log_outcome(trainer.loggers, metrics, best_checkpoint(trainer), trainer.global_step)
     return select_metric(metrics, cfg.get("optimized_metric")), metrics
 
 
@@ -106,6 +108,7 @@ def fit(
             f"resume=true continues from {last_checkpoint(output_dir)}"
         )
         log.info(message)
+        log_stopped(trainer.loggers)
         for callback in trainer.callbacks:
             if isinstance(callback, SignalCheckpoint):
                 callback.hand_over()  # a scheduler's handler may requeue the job and exit here
@@ -117,9 +120,7 @@ def score_best_checkpoint(
 ) -> dict[str, float]:
     """Validation (and with `test`, test) metrics of the best checkpoint (the final weights when none
     was saved). A search runs with test=false: it chooses on validation and never reads the test set."""
-    # The best checkpoint is the monitoring one's (callbacks.model_checkpoint), wherever it is listed.
-    monitoring = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
-    best = (monitoring[0].best_model_path if monitoring else "") or None
+    best = best_checkpoint(trainer)
     if best is None:
         log.warning(
             "No checkpoint was saved (fast_dev_run or checkpointing off): evaluating the final weights."
@@ -128,6 +129,12 @@ def score_best_checkpoint(
     if not test:
         return metrics
     return metrics | to_floats(trainer.test(task, datamodule, ckpt_path=best, weights_only=True)[0])
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The monitoring checkpoint callback's (callbacks.model_checkpoint) best file, wherever it is listed."""
+    monitoring = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
+    return (monitoring[0].best_model_path if monitoring else "") or None
 
 
 def log_final_hparams(trainer: L.Trainer, params: dict[str, Any], metrics: dict[str, float]) -> None:
