@@ -10,6 +10,7 @@ import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 TINY = {
+    "bench_cells.py": ["--batch", "2", "--hidden", "8", "--seq-len", "20", "--repeats", "1"],
     "bench_mnist.py": ["--batches", "7", "--repeats", "1", "data.val_size=40", "data.batch_size=16"],
     "bench_ptb.py": ["--batches", "2", "--repeats", "1"],
     "bench_imdb.py": ["--batches", "2", "--repeats", "1", "data.val_size=40", "data.min_freq=1"],
@@ -50,6 +51,8 @@ def test_every_benchmark_runs_and_the_report_collects_them(data_dir, tmp_path):
         assert any(t == task and m.startswith("eval throughput") for t, m in rows)
         assert any(t == task and m.endswith("plain loop vs itself (noise control)") for t, m in rows)
     assert ("ptb_scaling", "train, hidden 16, batch 4") in rows
+    cells = {m.split(", ")[1] for t, m in rows if t == "cells" and m.startswith("train tokens/s at T=20")}
+    assert {"lstm (oneDNN)", "lru", "mingru", "indrnn (loop)"} <= cells
     for measure in ("step", "epoch"):
         assert ("mnist", f"seqlab's cost per {measure} beyond Lightning's, 1 x 8 rnn") in rows
     table = (tmp_path / "results.md").read_text()
