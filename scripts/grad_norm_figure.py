@@ -1,4 +1,4 @@
-"""Why the plain RNN fails: the gradient norm of each cell's recurrent weights (`weight_hh_l0`) over the
+"""The gradient norm of each cell's recurrent weights (`weight_hh_l0`) over the
 training steps of the `mnist_cells` sweep, read from the runs' own TensorBoard logs.
 
     python -m seqlab.train -m sweep=mnist_cells
@@ -58,7 +58,10 @@ def main() -> None:
     fig.savefig(args.out / "mnist_grad_norms.png", dpi=120)
     when = dt.datetime.now(dt.timezone.utc)
     lines = [
-        "# Why the plain RNN fails: gradient norms of the recurrent weights",
+        "# Gradient norms of the recurrent weights over training",
+        "",
+        "What the optimizer sees of `weight_hh_l0`, not why the plain RNN fails: the gradient that reaches"
+        " each time step is [state_gradients.md](state_gradients.md).",
         "",
         "Command: `python -m seqlab.train -m sweep=mnist_cells` then `python scripts/grad_norm_figure.py`"
         f" (with `SEQLAB_DATA_DIR=../shared/data`). Drawn {when:%Y-%m-%d} from {args.sweep}.",
