@@ -56,9 +56,10 @@ class StreamWindows(Dataset):
     def __len__(self) -> int:
         return (self.streams.size(1) - 2) // self.window + 1
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        start = i * self.window
-        length = min(self.window, self.streams.size(1) - 1 - start)
+    def __getitem__(self, i: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window `i`, or the window (start, length) a `VariableWindows` sampler chose."""
+        start, length = i if isinstance(i, tuple) else (i * self.window, self.window)
+        length = min(length, self.streams.size(1) - 1 - start)
         return self.streams[:, start : start + length], self.streams[:, start + 1 : start + 1 + length]
 
 
@@ -82,13 +83,38 @@ class InOrder(Sampler[int]):
         yield from range(first, self.n)
 
 
+class VariableWindows(InOrder):
+    """AWD-LSTM's variable-length BPTT: each epoch, as many windows as fixed ones would be, their lengths
+    drawn from `seed + epoch` (mean T, or T/2 one time in 20, plus N(0, 5^2), at least 5) and stretched
+    to cover the streams; yields (start, length). The same every run, so a mid-epoch resume is exact."""
+
+    def __init__(
+        self, n: int, tokens: int, mean: int, seed: int, resume_at: dict[str, int] | None = None
+    ) -> None:
+        super().__init__(n, resume_at)
+        self.tokens, self.mean, self.seed = tokens, mean, seed
+
+    def windows(self) -> list[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        halved = torch.rand(self.n, generator=generator) < 0.05
+        lengths = torch.where(halved, self.mean / 2, self.mean) + 5 * torch.randn(self.n, generator=generator)
+        ends = (lengths.clamp(min=5).cumsum(0) / lengths.clamp(min=5).sum() * self.tokens).round().long()
+        starts = torch.cat([ends.new_zeros(1), ends[:-1]])
+        return [(int(a), max(int(b - a), 1)) for a, b in zip(starts, ends, strict=True)]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        windows = self.windows()
+        yield from (windows[i] for i in super().__iter__())
+
+
 class PTBDataModule(L.LightningDataModule):
     """Word-level PTB from `<data_dir>/ptb/`. Batches are the next window of every stream, in order.
 
     The vocabulary comes from the training file (or from a checkpoint, via `load_state_dict`). Under DDP
     training cuts `batch_size * world_size` streams and rank r keeps rows r*batch_size..., so each rank's
     streams stay contiguous; evaluation cuts `eval_batch_size` streams whatever the device count and
-    shares them out (perplexity does not depend on the number of devices).
+    shares them out (perplexity does not depend on the number of devices). `variable_length`: training
+    windows of random lengths around `seq_len` (AWD-LSTM's), drawn from `window_seed` + epoch.
     """
 
     def __init__(
@@ -97,6 +123,8 @@ class PTBDataModule(L.LightningDataModule):
         batch_size: int = 20,
         seq_len: int = 35,
         eval_batch_size: int = 10,
+        variable_length: bool = False,
+        window_seed: int | None = 0,
         num_workers: int = 0,
         pin_memory: bool | None = None,
         verify: str = "warn",
@@ -107,6 +135,7 @@ class PTBDataModule(L.LightningDataModule):
         self.verify = verify
         self.folder = Path(data_dir) / "ptb"
         self.batch_size, self.seq_len, self.eval_batch_size = batch_size, seq_len, eval_batch_size
+        self.variable_length, self.window_seed = variable_length, window_seed or 0
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.vocab: Vocabulary | None = None
         self.ids: dict[str, torch.Tensor] = {}
@@ -157,11 +186,15 @@ class PTBDataModule(L.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         windows = StreamWindows(self._streams(split), self.seq_len)
         resume_at, self._resume_at = (self._resume_at, None) if split == "train" else (None, self._resume_at)
+        sampler = InOrder(len(windows), resume_at)
+        if split == "train" and self.variable_length:
+            tokens = windows.streams.size(1) - 1
+            sampler = VariableWindows(len(windows), tokens, self.seq_len, self.window_seed, resume_at)
         # batch_size=None: a dataset item is already a batch; never shuffled, the hidden state flows on.
         return DataLoader(
             windows,
             batch_size=None,
-            sampler=InOrder(len(windows), resume_at),
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=pin_memory(self.pin_memory, self.trainer),
             generator=loader_generator(),

@@ -1,5 +1,6 @@
 """Plain nn.Modules, reusable across tasks; they know nothing of Lightning or Hydra."""
 
+from seqlab.models.awd import AWDLanguageModelNet, LockedDropout, WeightDropLSTM
 from seqlab.models.base import Encoder
 from seqlab.models.classifier import BagOfEmbeddings, SequenceClassifierNet
 from seqlab.models.diagonal import DIAGONAL_CELLS, DiagonalRecurrentEncoder
@@ -11,6 +12,9 @@ from seqlab.models.transformer import PositionwiseFeedForward, SelfAttentionEnco
 RNNLanguageModel = LanguageModelNet  # the `_target_` older checkpoints store: they still load
 
 __all__ = [
+    "AWDLanguageModelNet",
+    "LockedDropout",
+    "WeightDropLSTM",
     "BagOfEmbeddings",
     "CELLS",
     "DIAGONAL_CELLS",
