@@ -100,8 +100,14 @@ def test_named_sweep_configs_compose_with_fixed_dirs():
     } <= set(names)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         for name in names:
-            cfg = compose("train", overrides=[f"sweep={name}"], return_hydra_config=True)
-            assert cfg.hydra.sweep.dir.endswith(f"sweeps/{name}") and cfg.hydra.sweeper.params
+            # the long-memory sweep runs on a chosen problem and length, and its dir names both
+            extra, suffix = (
+                (["experiment=adding"], "long_memory/adding_T200")
+                if name == "long_memory_cells"
+                else ([], name)
+            )
+            cfg = compose("train", overrides=[f"sweep={name}", *extra], return_hydra_config=True)
+            assert cfg.hydra.sweep.dir.endswith(f"sweeps/{suffix}") and cfg.hydra.sweeper.params
         cfg = compose(
             "train", overrides=["sweep=imdb_optimizers", "optimizer=adagrad"], return_hydra_config=True
         )

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import seqlab
 from seqlab.checkpointing import AtomicCheckpointIO
+from seqlab.compat import instantiation_error_key
 from seqlab.errors import ConfigError
 from seqlab.tasks.base import TaskModule
 
@@ -25,9 +26,7 @@ def instantiate(node: Any, where: str, **kwargs: Any) -> Any:
         cause: BaseException = err
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
             cause = cause.__cause__
-        # Hydra names the failing node's key only in its message ("full_key: model.net").
-        match = re.search(r"full_key: (\S+)", str(err))
-        key = match.group(1) if match else where
+        key = instantiation_error_key(str(err)) or where
         key = key if key.startswith(where) else f"{where}.{key}"
         if isinstance(cause, ImportError):  # Hydra's three lines about a `_target_` it cannot import
             target = re.search(r"'([^']+)'", str(cause))

@@ -11,7 +11,6 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from seqlab.build import (
@@ -25,6 +24,7 @@ from seqlab.build import (
 )
 from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.checkpointing import last_checkpoint
+from seqlab.compat import StopTraining
 from seqlab.errors import ConfigError
 from seqlab.resources import OutOfMemoryReport, check_batches_fit, out_of_memory_reported
 from seqlab.restore import check_state_fits, restore_from_checkpoint
@@ -102,7 +102,7 @@ def fit(
     """`trainer.fit`; a stop signal (see SignalCheckpoint) ends the process with an error naming the resume."""
     try:
         trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except SIGTERMException:  # Lightning's way out on SIGTERM (SignalCheckpoint's on SIGUSR1/2 too)
+    except StopTraining:  # Lightning's way out on SIGTERM (SignalCheckpoint's on SIGUSR1/2 too)
         message = (
             f"error: {STOPPED} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
             f"resume=true continues from {last_checkpoint(output_dir)}"

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab.build import build_datamodule, build_task
+from seqlab.compat import datamodule_state_key
 from seqlab.config import check_safe_targets, trusted_packages
 from seqlab.errors import ConfigError
 from seqlab.tasks.base import TaskModule
@@ -72,7 +73,7 @@ def restore_from_checkpoint(
             if "data_dir" in run_cfg.data:  # a generated data set (a user's, say) reads no files
                 run_cfg.data.data_dir = data_dir
     datamodule = build_datamodule(run_cfg)
-    datamodule_state = checkpoint.get(type(datamodule).__qualname__)
+    datamodule_state = checkpoint.get(datamodule_state_key(datamodule))
     if datamodule_state:
         datamodule.load_state_dict(datamodule_state)
     task = build_task(run_cfg, datamodule)

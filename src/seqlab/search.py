@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpointing import write_text_atomic
+from seqlab.compat import job_error
 from seqlab.errors import ConfigError
 from seqlab.sweeps import RETRIED_FILE
 
@@ -144,7 +145,7 @@ class OptunaSweeper(Sweeper):
                 result = self.launcher.launch([overrides], initial_job_idx=trial.number)[0]
             finally:
                 _current_trial = None
-            value = result._return_value
+            value = job_error(result)
             if isinstance(value, optuna.TrialPruned):
                 study.tell(trial, state=TrialState.PRUNED)
             elif isinstance(value, (int, float)) and math.isfinite(value):

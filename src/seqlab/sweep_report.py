@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 
+from seqlab.compat import BasicSweeper, as_completed, job_error
 from seqlab.errors import os_error_message
 from seqlab.sweeps import summarize
 
@@ -55,8 +54,8 @@ class FailureCollectingLauncher:
         for num, (overrides, result) in enumerate(zip(job_overrides, results, strict=True), initial_job_idx):
             if result.status == JobStatus.FAILED:
                 own = [o for o in overrides if o not in shared]
-                self.failed.append((num, own, result._return_value))
-                result = replace(result, status=JobStatus.COMPLETED, _return_value=None)
+                self.failed.append((num, own, job_error(result)))
+                result = as_completed(result)
             kept.append(result)
         return kept
 

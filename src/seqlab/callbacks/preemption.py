@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
+from seqlab.compat import StopTraining
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -73,7 +74,7 @@ class SignalCheckpoint(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self.signalled is not None:
-            raise SIGTERMException()  # Lightning's own way out of the loop, as for SIGTERM
+            raise StopTraining()  # Lightning's own way out of the loop, as for SIGTERM
         if self.every_s and self.clock() - self._last_save >= self.every_s:
             self._save(trainer)
             self._last_save = self.clock()
@@ -81,13 +82,9 @@ class SignalCheckpoint(L.Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if (
-            isinstance(exception, SIGTERMException)
-            and trainer.state.fn == "fit"
-            and not trainer.sanity_checking
-        ):
+        if isinstance(exception, StopTraining) and trainer.state.fn == "fit" and not trainer.sanity_checking:
             self._save(trainer)
-        if not isinstance(exception, SIGTERMException):
+        if not isinstance(exception, StopTraining):
             self._restore()
 
     def _save(self, trainer: L.Trainer) -> None:

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch.utils.data import Sampler
 
+from seqlab.compat import batches_done_in_epoch
 from seqlab.errors import ConfigError
 
 MakeBatches = Callable[[torch.Generator | None], list[list[int]]]
@@ -58,7 +59,7 @@ def train_position(trainer: L.Trainer | None) -> dict[str, dict[str, int]]:
     "batches"}}`, the batches being those whose step has run (a resume skips them); {} outside training."""
     if trainer is None or trainer.state.fn != "fit" or not trainer.training:
         return {}
-    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    batches = batches_done_in_epoch(trainer)
     return {"train_position": {"epoch": trainer.current_epoch, "batches": batches}}
 
 

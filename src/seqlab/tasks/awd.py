@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from seqlab.compat import attached_trainer
 from seqlab.models.recurrent import State
 from seqlab.tasks.averaging import NTASGD
 from seqlab.tasks.language_model import LanguageModel
@@ -76,7 +77,7 @@ class AWDLanguageModel(LanguageModel):
 
     # NT-ASGD: the trigger reads each validation loss; validation runs on the averaged weights.
     def _ntasgd(self) -> NTASGD | None:
-        if self._trainer is None or self.trainer.state.fn != "fit" or not self.trainer.optimizers:
+        if attached_trainer(self) is None or self.trainer.state.fn != "fit" or not self.trainer.optimizers:
             return None
         optimizer = self.trainer.optimizers[0]
         return optimizer if isinstance(optimizer, NTASGD) else None
@@ -119,7 +120,7 @@ class AWDLanguageModel(LanguageModel):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         raw = checkpoint.get(RAW_WEIGHTS)
-        if raw and self._trainer is not None and self.trainer.state.fn == "fit":
+        if raw and attached_trainer(self) is not None and self.trainer.state.fn == "fit":
             # Training goes on from the iterates (Lightning loads the state dict after this hook).
             checkpoint["state_dict"].update(raw)
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from seqlab.checkpointing import rng_state, set_rng_state
+from seqlab.compat import attached_trainer, is_compiled, total_batch_index
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -50,7 +51,7 @@ class TaskModule(L.LightningModule):
         What dynamo cannot trace runs eagerly between compiled graphs (a graph break), packed sequences
         included (tests/test_gpu_path.py compiles a packed bidirectional LSTM).
         """
-        if not self.compile_net or getattr(self.net, "_compiled_call_impl", None) is not None:
+        if not self.compile_net or is_compiled(self.net):
             return
         try:
             self.net.compile(backend=self.compile_backend, dynamic=True)
@@ -80,7 +81,11 @@ class TaskModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Resuming training continues the random streams (shuffling, dropout) where the saved run was,
         # so a resumed run retraces the uninterrupted one; evaluation leaves them alone.
-        if "rng_state" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
+        if (
+            "rng_state" in checkpoint
+            and attached_trainer(self) is not None
+            and self.trainer.state.fn == "fit"
+        ):
             set_rng_state(checkpoint["rng_state"])
 
     def log_step(self, name: str, value: Tensor, prog_bar: bool = False) -> None:
@@ -93,10 +98,10 @@ class TaskModule(L.LightningModule):
         when there is one, gets the value through `self.log`. Epoch means are kept in cheap on-device sums
         instead and logged once an epoch.
         """
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is None:
             return
-        due = (trainer.fit_loop.total_batch_idx + 1) % trainer.log_every_n_steps == 0
+        due = (total_batch_index(trainer) + 1) % trainer.log_every_n_steps == 0
         if not (due or trainer.should_stop):
             return
         host = value.detach().float().cpu()  # the one device read of the value

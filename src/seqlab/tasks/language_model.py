@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqlab.compat import attached_trainer
 from seqlab.errors import ConfigError
 from seqlab.models.language_model import LanguageModelNet, detach_state, move_state
 from seqlab.models.recurrent import State
@@ -132,7 +133,7 @@ class LanguageModel(TaskModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        if self.train_state is not None and self._trainer is not None and self.trainer.training:
+        if self.train_state is not None and attached_trainer(self) is not None and self.trainer.training:
             # The streams go on after a mid-epoch checkpoint: so does the hidden state.
             checkpoint["language_model_carry"] = {
                 "epoch": self.trainer.current_epoch,
