@@ -61,7 +61,15 @@ class SequenceClassifierNet(nn.Module):
             self.embedding = None
         self.pooling = pooling
         self.encoder = build_encoder(
-            input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack, num_heads, positions
+            input_dim=input_dim,
+            hidden_dim=hidden_dim,
+            num_layers=num_layers,
+            cell=cell,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            pack=pack,
+            num_heads=num_heads,
+            positions=positions,
         )
         self.input_drop = nn.Dropout(input_dropout)
         self.output_drop = nn.Dropout(output_dropout)

@@ -54,11 +54,26 @@ def build_encoder(
             raise ValueError(
                 f"bidirectional=true applies to {', '.join(CELLS)}; cell={cell} runs forward only"
             )
-        return DiagonalRecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout)
+        return DiagonalRecurrentEncoder(input_dim, hidden_dim, num_layers, cell=cell, dropout=dropout)
     if cell != "transformer":
-        return RecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack)
+        return RecurrentEncoder(
+            input_dim,
+            hidden_dim,
+            num_layers,
+            cell=cell,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            pack=pack,
+        )
     if bidirectional:
         raise ValueError("bidirectional=true does not apply to cell=transformer: attention sees both sides")
     return SelfAttentionEncoder(
-        input_dim, hidden_dim, num_layers, num_heads, dropout, positions, causal, context
+        input_dim,
+        hidden_dim,
+        num_layers,
+        num_heads=num_heads,
+        dropout=dropout,
+        positions=positions,
+        causal=causal,
+        context=context,
     )

@@ -43,7 +43,15 @@ class LanguageModelNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.encoder = build_encoder(
-            embed_dim, hidden_dim, num_layers, cell, dropout, False, True, num_heads, positions, True, context
+            input_dim=embed_dim,
+            hidden_dim=hidden_dim,
+            num_layers=num_layers,
+            cell=cell,
+            dropout=dropout,
+            num_heads=num_heads,
+            positions=positions,
+            causal=True,
+            context=context,
         )
         self.decoder = nn.Linear(hidden_dim, vocab_size)
         if cell == "transformer":

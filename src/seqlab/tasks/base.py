@@ -29,6 +29,7 @@ class TaskModule(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
+        *,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -14,7 +16,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
-from seqlab.tasks.base import MeanNLL, OptimizerFactory, SchedulerFactory, TaskModule
+from seqlab.tasks.base import MeanNLL, TaskModule
 
 
 class SequenceClassifier(TaskModule):
@@ -26,19 +28,9 @@ class SequenceClassifier(TaskModule):
 
     COUNT_EVERY_N_STEPS = 64
 
-    def __init__(
-        self,
-        net: nn.Module,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: SchedulerFactory | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str = "val/loss",
-        compile: bool = False,
-        compile_backend: str = "inductor",
-    ) -> None:
-        super().__init__(
-            net, optimizer, scheduler, scheduler_interval, scheduler_monitor, compile, compile_backend
-        )
+    def __init__(self, net: nn.Module, **options: Any) -> None:
+        """`options`: TaskModule's (optimizer, scheduler and their settings, compile)."""
+        super().__init__(net, **options)
         n = net.head.out_features
         # No per-batch input checks (torch.unique): on a GPU each is a host-device sync, and the inputs
         # are ours (argmax/softmax of the logits, labels the data module validated). A non-finite

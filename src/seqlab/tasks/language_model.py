@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -10,7 +12,7 @@ from seqlab.compat import attached_trainer
 from seqlab.errors import ConfigError
 from seqlab.models.language_model import LanguageModelNet, detach_state, move_state
 from seqlab.models.recurrent import State
-from seqlab.tasks.base import MeanNLL, OptimizerFactory, SchedulerFactory, TaskModule
+from seqlab.tasks.base import MeanNLL, TaskModule
 
 LOSS_SCALES = ("token_mean", "sum_time_mean_batch")
 
@@ -33,21 +35,15 @@ class LanguageModel(TaskModule):
     def __init__(
         self,
         net: LanguageModelNet,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: SchedulerFactory | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str = "val/loss",
-        compile: bool = False,
-        compile_backend: str = "inductor",
         truncated_bptt_steps: int | None = 35,
         loss_scale: str = "token_mean",
         teacher_forcing_ratio: float = 1.0,
         gradient_clip_val: float | None = None,
         accumulate_grad_batches: int = 1,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            net, optimizer, scheduler, scheduler_interval, scheduler_monitor, compile, compile_backend
-        )
+        """`options`: TaskModule's (optimizer, scheduler and their settings, compile)."""
+        super().__init__(net, **options)
         if truncated_bptt_steps is not None and (
             isinstance(truncated_bptt_steps, bool)
             or not isinstance(truncated_bptt_steps, int)
