@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from seqlab import pipeline, restore
-from seqlab.analysis import receptive_field
+from seqlab.course import one_hot, receptive_field
 from seqlab.data.vocab import UNK, Vocabulary
 from seqlab.models import BagOfEmbeddings, LanguageModelNet, PositionwiseFeedForward, SequenceClassifierNet
 from seqlab.models.transformer import SelfAttentionEncoder
@@ -18,7 +18,7 @@ WORDS = ["the", "quick", "brown", "sly", "fox", "jumped", "over", "a", "lazy", "
 def test_one_hot_words_and_mean_of_embeddings_over_a_sentence():
     vocab = Vocabulary([*WORDS, UNK])  # 13 words + the extra category for unknown words
     assert len(WORDS) == 13 and len(vocab) == 14
-    hot = vocab.one_hot(["the", "lion", "zebra"])
+    hot = one_hot(vocab, ["the", "lion", "zebra"])
     assert hot.shape == (3, 14) and hot.sum(1).tolist() == [1, 1, 1]
     assert hot[0, 0] == 1 and hot[1, 12] == 1 and hot[2, 13] == 1, "an unknown word is the extra category"
     torch.manual_seed(0)
@@ -28,7 +28,7 @@ def test_one_hot_words_and_mean_of_embeddings_over_a_sentence():
         vector = bag.sentence_vectors(torch.tensor([vocab.encode(words)]))[0]
         assert vector.shape == (100,) and 3 <= len(words) <= 5
         # The course's formula: the mean over the words of W^T x_i, x_i one-hot.
-        torch.testing.assert_close(vector, (vocab.one_hot(words) @ bag.embedding.weight).mean(0))
+        torch.testing.assert_close(vector, (one_hot(vocab, words) @ bag.embedding.weight).mean(0))
 
 
 def no_position_encoder(**kwargs) -> SelfAttentionEncoder:

@@ -14,7 +14,7 @@ from seqlab.data.ptb import read_words
 from seqlab.data.text import build_vocab, encode, read_csv
 from seqlab.data.vocab import Vocabulary
 from seqlab.errors import ConfigError, DataError
-from seqlab.tools.sampling import encode_prompt
+from seqlab.tools.sample import encode_prompt
 from tests.conftest import write_idx
 
 FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

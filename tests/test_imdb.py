@@ -14,7 +14,7 @@ from seqlab.data.imdb_source import safe_extract
 from seqlab.data.text import build_vocab, encode, read_csv, tokenize
 from seqlab.errors import ConfigError
 from seqlab.models import BagOfEmbeddings
-from seqlab.tools.prediction import predict_from_checkpoint as predict
+from seqlab.tools.predict import predict_from_checkpoint as predict
 from tests.conftest import make_imdb
 from tests.helpers import EXPERIMENTS
 

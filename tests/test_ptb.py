@@ -21,8 +21,8 @@ from seqlab.models import LanguageModelNet, generate
 from seqlab.tasks import LanguageModel
 from seqlab.tools.embeddings import distances, nearest
 from seqlab.tools.embeddings import report_embeddings as embeddings
-from seqlab.tools.sampling import sample_from_checkpoint as sample
-from seqlab.tools.sampling import sample_text
+from seqlab.tools.sample import sample_from_checkpoint as sample
+from seqlab.tools.sample import sample_text
 from tests.conftest import make_ptb
 from tests.helpers import EXPERIMENTS
 
@@ -346,6 +346,22 @@ def test_tools_refuse_a_checkpoint_of_another_task(make_cfg, tmp_path):
         sample(make_cfg(f"ckpt_path={ckpt}", config_name="sample"))
     with pytest.raises(ConfigError, match="SequenceClassifier .*needs a model with a token embedding"):
         embeddings(make_cfg(f"ckpt_path={ckpt}", config_name="embeddings"))
+
+
+def test_a_checkpoint_storing_an_older_target_still_evaluates(trained_ptb, make_cfg, tmp_path):
+    """A checkpoint stores its run's config, `_target_`s included, and eval rebuilds the model from it:
+    `seqlab.models.RNNLanguageModel`, the net's target before its rename, stays an alias for that."""
+    ckpt, trained, _ = trained_ptb
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    net = checkpoint["seqlab"]["config"]["model"]["net"]
+    assert net["_target_"] == "seqlab.models.LanguageModelNet"
+    net["_target_"] = "seqlab.models.RNNLanguageModel"
+    older = tmp_path / "older.ckpt"
+    torch.save(checkpoint, older)
+    ev = make_cfg(
+        f"ckpt_path={older}", "+trainer.limit_test_batches=2", config_name="eval", output_dir=tmp_path / "e"
+    )
+    assert pipeline.evaluate(ev)["test/ppl"] == pytest.approx(trained["test/ppl"], rel=1e-6)
 
 
 def test_sample_cli(trained_ptb, data_dir, tmp_path):

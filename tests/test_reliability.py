@@ -188,7 +188,7 @@ def test_debug_anomaly_turns_on_anomaly_detection(make_cfg):
 
 def test_debug_anomaly_names_the_operation_that_made_the_nan_and_where_it_was_called(tmp_path, data_dir):
     poison = ["+callbacks.poison._target_=tests.helpers.PoisonAt", "+callbacks.poison.epoch=0"]
-    args = [*TASKS["mnist"], "debug=anomaly", *poison, "+callbacks.poison.batch=1", "+trainer.max_steps=4"]
+    args = [*TASKS["mnist"], "debug=anomaly", *poison, "+callbacks.poison.batch=1", "trainer.max_steps=4"]
     result = train_cli(args, tmp_path / "run", data_dir)
     assert result.returncode == 1
     assert "Function 'LogSoftmaxBackward0' returned nan values in its 0th output." in result.stderr

@@ -1,4 +1,8 @@
-"""`python -m seqlab.attack`: the entry point lives in `seqlab.cli.attack`."""
+"""`python -m seqlab.attack`: runs the entry point `seqlab.cli.attack.main`.
+
+This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
+here: in `seqlab.cli.attack` it is defined once for `-m` and the `seqlab-attack` console script, under a
+name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
 
 from seqlab.cli.attack import main
 

@@ -1,4 +1,8 @@
-"""`python -m seqlab.eval`: the entry point lives in `seqlab.cli.eval`."""
+"""`python -m seqlab.eval`: runs the entry point `seqlab.cli.eval.main`.
+
+This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
+here: in `seqlab.cli.eval` it is defined once for `-m` and the `seqlab-eval` console script, under a
+name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
 
 from seqlab.cli.eval import main
 

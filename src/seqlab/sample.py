@@ -1,4 +1,8 @@
-"""`python -m seqlab.sample`: the entry point lives in `seqlab.cli.sample`."""
+"""`python -m seqlab.sample`: runs the entry point `seqlab.cli.sample.main`.
+
+This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
+here: in `seqlab.cli.sample` it is defined once for `-m` and the `seqlab-sample` console script, under a
+name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
 
 from seqlab.cli.sample import main
 

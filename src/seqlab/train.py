@@ -1,4 +1,8 @@
-"""`python -m seqlab.train`: the entry point lives in `seqlab.cli.train`."""
+"""`python -m seqlab.train`: runs the entry point `seqlab.cli.train.main`.
+
+This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
+here: in `seqlab.cli.train` it is defined once for `-m` and the `seqlab-train` console script, under a
+name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
 
 from seqlab.cli.train import main
 

@@ -8,6 +8,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from seqlab.checks import check_positive
+
 
 class GradNormMonitor(L.Callback):
     """Logs `grad_norm/<param>/l1` and `/l2` every `every_n_steps` optimizer steps, before clipping.
@@ -21,8 +23,7 @@ class GradNormMonitor(L.Callback):
         every_n_steps: int = 50,
         params: tuple[str, ...] | list[str] = ("*weight_ih_l0", "*weight_hh_l0"),
     ) -> None:
-        if every_n_steps <= 0:
-            raise ValueError(f"every_n_steps={every_n_steps} must be positive")
+        check_positive(every_n_steps=every_n_steps)
         self.every_n_steps, self.params = every_n_steps, tuple(params)
         self._printed = False
 

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from seqlab.checkpointing import last_checkpoint
+from seqlab.checks import check_positive
 from seqlab.errors import TrainingError
 
 
@@ -21,8 +22,7 @@ class NonFiniteLossGuard(L.Callback):
     """
 
     def __init__(self, every_n_steps: int = 50) -> None:
-        if every_n_steps <= 0:
-            raise ValueError(f"every_n_steps={every_n_steps} must be positive")
+        check_positive(every_n_steps=every_n_steps)
         self.every_n_steps = every_n_steps
         self._pending: list[tuple[int, int, int, torch.Tensor]] = []  # epoch, step, batch, loss
 

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
+from seqlab.checks import check_positive_number_or_null
 from seqlab.compat import StopTraining
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -31,8 +32,7 @@ class SignalCheckpoint(L.Callback):
     def __init__(
         self, dirpath: str, every_n_minutes: float | None = None, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if every_n_minutes is not None and every_n_minutes <= 0:
-            raise ValueError(f"every_n_minutes={every_n_minutes!r} must be positive or null")
+        check_positive_number_or_null(every_n_minutes=every_n_minutes)
         self.path = Path(dirpath) / "last.ckpt"
         self.every_s = every_n_minutes * 60 if every_n_minutes else None
         self.clock = clock  # seconds; a test drives its own

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from seqlab.tools.sampling import sample_text
+from seqlab.tools.sample import sample_text
 
 
 class TextSampleLogger(L.Callback):
@@ -26,7 +26,13 @@ class TextSampleLogger(L.Callback):
         if trainer.sanity_checking or vocab is None or not writers or not trainer.is_global_zero:
             return
         text = sample_text(
-            pl_module.net, vocab, self.prompt, self.num_words, self.strategy, self.temperature, seed=self.seed
+            pl_module.net,
+            vocab,
+            prompt=self.prompt,
+            num_words=self.num_words,
+            strategy=self.strategy,
+            temperature=self.temperature,
+            seed=self.seed,
         )
         for writer in writers:  # two trailing spaces: a Markdown line break
             writer.add_text("sample", text.replace("\n", "  \n"), trainer.global_step)

@@ -1,6 +1,11 @@
-"""The Hydra entry points: each composes its config (`conf/<name>.yaml`) and calls one function through
-`run`, which ends a single run's user error (config, data, training) with its message alone.
-`python -m seqlab.<name>` and the `seqlab-<name>` console scripts start them."""
+"""The entry points, one module per command, and what they share (`launch`, `run`).
+
+`python -m seqlab.<name>` and the `seqlab-<name>` console script start `seqlab.cli.<name>.main`. Each
+Hydra app composes its config (`conf/<name>.yaml`) and calls one function through `run`, which ends a
+single run's user error (config, data, training) with its message alone. That function is the command's
+work, imported only once Hydra has parsed the command line (so that `--help` and a config error come
+fast): `seqlab/tools/<name>.py` for the tools (attack, embeddings, predict, sample), `pipeline.py` for
+train and eval, `sweeps.py` for summarize. `seqlab/<name>.py` only gives `-m` its name."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from seqlab.config import CONF_DIR
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 def app(cfg: DictConfig) -> None:
-    from seqlab.tools.prediction import predict_from_checkpoint
+    from seqlab.tools.predict import predict_from_checkpoint
 
     run(predict_from_checkpoint, cfg)
 

@@ -11,7 +11,7 @@ from seqlab.config import CONF_DIR
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
 def app(cfg: DictConfig) -> None:
-    from seqlab.tools.sampling import sample_from_checkpoint
+    from seqlab.tools.sample import sample_from_checkpoint
 
     run(sample_from_checkpoint, cfg)
 

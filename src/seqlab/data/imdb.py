@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from seqlab.checks import check_choice, check_positive
+from seqlab.checks import check_choice, check_positive, check_positive_or_null
 from seqlab.data import text
 from seqlab.data.files import VERIFY, verify_files
 from seqlab.data.imdb_source import (
@@ -104,15 +104,8 @@ class IMDBDataModule(L.LightningDataModule):
         self.verify = verify
         check_choice("split", split, SPLITS)
         check_positive(batch_size=batch_size, val_size=val_size, min_freq=min_freq)
-        if eval_batch_size is not None:
-            check_positive(eval_batch_size=eval_batch_size)
-        for name, value in (("max_size", max_size), ("max_length", max_length)):
-            if value is not None and value <= 0:
-                raise ValueError(f"{name}={value!r} must be positive or null")
-        if ngrams not in (1, 2):
-            raise ValueError(
-                f"ngrams={ngrams!r} is not supported; allowed: 1 (words), 2 (words + word pairs)"
-            )
+        check_positive_or_null(eval_batch_size=eval_batch_size, max_size=max_size, max_length=max_length)
+        check_choice("ngrams", ngrams, {1: "words", 2: "words + word pairs"})
         if pad_to_max_length and not max_length:
             raise ValueError("pad_to_max_length=true needs a max_length")
         self.folder = Path(data_dir) / "imdb"

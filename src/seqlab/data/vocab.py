@@ -50,11 +50,6 @@ class Vocabulary:
         get, unk = self.stoi.get, self.unk_id
         return [get(t, unk) for t in tokens]
 
-    def one_hot(self, tokens: Iterable[str]) -> torch.Tensor:
-        """(n, len(self)) float one-hot rows; an unknown token lights `<unk>`, the extra category."""
-        ids = torch.tensor(self.encode(tokens), dtype=torch.long)
-        return torch.nn.functional.one_hot(ids, len(self)).float()
-
     def decode(self, ids: Iterable[int] | torch.Tensor) -> list[str]:
         return [self.itos[int(i)] for i in ids]
 

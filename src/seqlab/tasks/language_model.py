@@ -8,6 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqlab.checks import (
+    check_choice,
+    check_positive,
+    check_positive_number_or_null,
+    check_positive_or_null,
+    check_probability,
+)
 from seqlab.compat import attached_trainer
 from seqlab.errors import ConfigError
 from seqlab.models.language_model import LanguageModelNet, detach_state, move_state
@@ -44,28 +51,11 @@ class LanguageModel(TaskModule):
     ) -> None:
         """`options`: TaskModule's (optimizer, scheduler and their settings, compile)."""
         super().__init__(net, **options)
-        if truncated_bptt_steps is not None and (
-            isinstance(truncated_bptt_steps, bool)
-            or not isinstance(truncated_bptt_steps, int)
-            or truncated_bptt_steps <= 0
-        ):
-            raise ValueError(
-                f"truncated_bptt_steps={truncated_bptt_steps!r} must be a positive integer or null"
-            )
-        if loss_scale not in LOSS_SCALES:
-            raise ValueError(f"loss_scale={loss_scale!r} is not supported; allowed: {', '.join(LOSS_SCALES)}")
-        if not 0.0 <= teacher_forcing_ratio <= 1.0:
-            raise ValueError(f"teacher_forcing_ratio={teacher_forcing_ratio!r} must lie in [0, 1]")
-        if gradient_clip_val is not None and gradient_clip_val <= 0:
-            raise ValueError(f"gradient_clip_val={gradient_clip_val!r} must be positive or null")
-        if (
-            isinstance(accumulate_grad_batches, bool)
-            or not isinstance(accumulate_grad_batches, int)
-            or (accumulate_grad_batches <= 0)
-        ):
-            raise ValueError(
-                f"accumulate_grad_batches={accumulate_grad_batches!r} must be a positive integer"
-            )
+        check_positive_or_null(truncated_bptt_steps=truncated_bptt_steps)
+        check_choice("loss_scale", loss_scale, LOSS_SCALES)
+        check_probability(teacher_forcing_ratio, "teacher_forcing_ratio")
+        check_positive_number_or_null(gradient_clip_val=gradient_clip_val)
+        check_positive(accumulate_grad_batches=accumulate_grad_batches)
         self.automatic_optimization = False
         self.truncated_bptt_steps, self.loss_scale = truncated_bptt_steps, loss_scale
         self.teacher_forcing_ratio = teacher_forcing_ratio

@@ -1,1 +1,3 @@
-"""What the tools do on a trained model (sampling, embedding analysis), shared by entry points and callbacks."""
+"""What each tool command does on a trained model: `seqlab/tools/<command>.py` for `python -m
+seqlab.<command>` (attack, embeddings, predict, sample), its Hydra entry point in `seqlab/cli/<command>.py`.
+Callbacks use them too (`TextSampleLogger` samples text as `seqlab.sample` does)."""

@@ -1,4 +1,5 @@
-"""Adversarial examples for a trained digit classifier: a targeted L1-penalised attack and FGSM.
+"""`python -m seqlab.attack`: adversarial examples for a trained digit classifier, a targeted
+L1-penalised attack and FGSM.
 
 Both work on images in pixel units ([0, 1]); the data module maps them to the model's inputs, so any
 view (rows, pixels, permuted pixels) is attacked in the same image space.

@@ -1,4 +1,4 @@
-"""Distances and nearest neighbours in a model's word-embedding space."""
+"""`python -m seqlab.embeddings`: distances and nearest neighbours in a model's word-embedding space."""
 
 from __future__ import annotations
 

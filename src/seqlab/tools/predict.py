@@ -1,5 +1,6 @@
-"""Label reviews with a trained text classifier: `text=` (one or a list), `file=` (one review per line, or a
-CSV with a `text` column and an optional `label` column, then also the accuracy); `out=` writes a CSV."""
+"""`python -m seqlab.predict`: label reviews with a trained text classifier. `text=` (one or a list),
+`file=` (one review per line, or a CSV with a `text` column and an optional `label` column, then also the
+accuracy); `out=` writes a CSV."""
 
 from __future__ import annotations
 

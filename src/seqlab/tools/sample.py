@@ -1,4 +1,5 @@
-"""Text generation from a word-level language model."""
+"""`python -m seqlab.sample`: text generation from a word-level language model (also the
+`TextSampleLogger` callback's)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def sample_text(
     vocab: Vocabulary,
     prompt: str = "the",
     num_words: int = 50,
+    *,
     strategy: str = "multinomial",
     temperature: float = 1.0,
     top_k: int = 40,
@@ -41,7 +43,10 @@ def sample_text(
     net.eval()
     try:
         ids = encode_prompt(vocab, prompt)
-        words = vocab.decode(ids + generate(net, ids, num_words, strategy, temperature, top_k, generator))
+        more = generate(
+            net, ids, num_words, strategy=strategy, temperature=temperature, top_k=top_k, generator=generator
+        )
+        words = vocab.decode(ids + more)
     finally:
         net.train(was_training)
     return " ".join(words).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n")
@@ -60,12 +65,12 @@ def sample_from_checkpoint(cfg: DictConfig) -> str:
     text = sample_text(
         task.net,
         datamodule.vocab,
-        cfg.prompt,
-        cfg.num_words,
-        cfg.strategy,
-        cfg.temperature,
-        cfg.top_k,
-        cfg.seed,
+        prompt=cfg.prompt,
+        num_words=cfg.num_words,
+        strategy=cfg.strategy,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        seed=cfg.seed,
     )
     print(text)
     if cfg.out:

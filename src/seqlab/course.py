@@ -1,9 +1,20 @@
-"""Receptive fields of convolution and pooling stacks (the course's CNN exercise), as a library function."""
+"""Course exercises as library functions, beside the framework rather than in it: nothing in seqlab uses
+them; tests check them against the course's worked answers and docs/tasks.md ("Course extras") shows them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import torch
+
+from seqlab.data.vocab import Vocabulary
+
+
+def one_hot(vocab: Vocabulary, words: Iterable[str]) -> torch.Tensor:
+    """(n, len(vocab)) float one-hot rows; an unknown word lights `<unk>`, the extra category."""
+    ids = torch.tensor(vocab.encode(words), dtype=torch.long)
+    return torch.nn.functional.one_hot(ids, len(vocab)).float()
 
 
 def receptive_field(
