@@ -87,7 +87,7 @@ def main() -> None:
         for ax, (stage, task) in zip(axes, (("at initialisation", fresh), ("trained", trained)), strict=True):
             norms[stage] = state_gradient_norms(task.net, x, y)
             ax.plot(range(seq_len - 1), norms[stage].numpy(), label=cell)
-            ax.set(title=stage, xlabel="step t", yscale="log")
+            ax.set(title=stage, xlabel="step t", yscale="log", ylim=(1e-30, 1))  # zeros (underflow) left out
         rows.append((cell, norms))
         print(cell, {k: f"{v[0]:.3g} .. {v[-1]:.3g}" for k, v in norms.items()}, flush=True)
     axes[0].set_ylabel("mean ||d loss / d h_t||")
@@ -104,8 +104,12 @@ def main() -> None:
 def write_report(args: argparse.Namespace, rows: list, seq_len: int) -> None:
     when = dt.datetime.now(dt.timezone.utc)
 
+    def value(v: Tensor) -> str:
+        return f"{v:.3g}" if v > 0 else "0 (underflow)"
+
     def cells(norms: Tensor) -> str:
-        return f"{norms[-1]:.3g} | {norms[seq_len // 2]:.3g} | {norms[0]:.3g} | {norms[0] / norms[-1]:.2g}"
+        ratio = norms[0] / norms[-1]
+        return f"{value(norms[-1])} | {value(norms[seq_len // 2])} | {value(norms[0])} | {value(ratio)}"
 
     lines = [
         "# Why the plain RNN fails: the gradient reaching each time step",
@@ -114,7 +118,8 @@ def write_report(args: argparse.Namespace, rows: list, seq_len: int) -> None:
         f"{when:%Y-%m-%d} from {args.sweep}: each cell's best checkpoint on the adding problem (T = {seq_len})"
         f" and the same model freshly initialised; mean over {EXAMPLES} test sequences of the norm of"
         " d loss / d h_t, h_t the state (all layers) after step t, for t < T - 1. The two marked values lie in the first and"
-        " second halves: a model must carry the gradient from the last step back to the first half to learn.",
+        " second halves: a model must carry the gradient from the last step back to the first half to learn."
+        " `0 (underflow)`: smaller than float32 can hold, the gradient is gone.",
         "",
         "![state gradients](state_gradients.png)",
         "",
