@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# A one-node SLURM cluster on this machine, for the slow cluster tests (tests/test_slurm.py):
+# A one-node SLURM cluster on this machine, for the slow cluster tests (tests/test_slurm*.py):
 #   scripts/slurm_cluster.sh start | stop | status
 # Needs root and Debian's slurm-wlm and munge packages (apt-get install slurm-wlm munge). State, spool
 # and logs live under $SEQLAB_SLURM_DIR (default /tmp/seqlab-slurm); `stop` ends the daemons.
 set -euo pipefail
 DIR=${SEQLAB_SLURM_DIR:-/tmp/seqlab-slurm}
 HOST=$(hostname -s)
-CPUS=$(nproc)
+# At least 2 CPUs: the DDP test runs one job of 2 tasks (1 CPU each). On a 1-CPU machine they share it;
+# SlurmdParameters=config_overrides below makes slurmd take the configured count over the hardware's.
+CPUS=$(( $(nproc) < 2 ? 2 : $(nproc) ))
 
 need() { command -v "$1" >/dev/null || { echo "error: $1 not found: apt-get install slurm-wlm munge" >&2; exit 2; }; }
 
@@ -36,6 +38,7 @@ JobRequeue=1
 KillWait=30
 MinJobAge=600
 ReturnToService=2
+SlurmdParameters=config_overrides
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid

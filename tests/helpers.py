@@ -260,3 +260,25 @@ class TrainingObserver(L.Callback):
         head.register_forward_hook(
             lambda module, inputs, output: TrainingObserver.head_dtypes.append(output.dtype)
         )
+
+
+class RankRecord(L.Callback):
+    """When fit starts, write `<run dir>/ranks/<global rank>.json`: who started the ranks (Lightning's
+    cluster environment, whether it says they are started outside Lightning, how many processes this
+    rank's Lightning launcher started), its pid and its SLURM task id."""
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if stage != "fit":
+            return
+        environment = getattr(trainer.strategy, "cluster_environment", None)
+        record = {
+            "world_size": trainer.world_size,
+            "environment": type(environment).__name__,
+            "external": getattr(environment, "creates_processes_externally", None),
+            "started": len(getattr(trainer.strategy.launcher, "procs", None) or []),
+            "pid": os.getpid(),
+            "slurm_procid": os.environ.get("SLURM_PROCID"),
+        }
+        folder = Path(trainer.default_root_dir, "ranks")
+        folder.mkdir(exist_ok=True)
+        (folder / f"{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -3,7 +3,8 @@
 The claim is a file created with O_EXCL (`.seqlab_claim.json`: host, pid, process start time, SLURM job)
 and removed when the run ends. A second live process asking for a claimed dir is refused with one line
 naming the owner; a claim left by a dead process (killed, crashed, preempted) is taken over by
-`resume=true` (or a SLURM requeue of the same job) with a warning.
+`resume=true` (or a SLURM requeue of the same job) with a warning. Each job of a sweep also claims its
+job dir while it runs, so that a summary can tell a running job from a dead one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seqlab.errors import ConfigError, os_error_message
@@ -116,6 +118,46 @@ def claim(folder: str | Path, resume: bool) -> Path:
     raise ConfigError(f"{folder}: another process claimed it at the same moment; run again")
 
 
+def claim_job_dir(folder: str | Path) -> Path:
+    """Claim a sweep job's dir, so that summaries can tell a running job (in a parallel or SLURM sweep,
+    another process). The sweep's own claim decides resume and refusal, so a claim left by a process that
+    is gone is taken over without a word; a live owner (on this host, or a SLURM job squeue knows as
+    queued) refuses with a ConfigError."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CLAIM_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                json.dump(this_process(), f)
+            atexit.register(release, folder)
+            return path
+        try:
+            owner = json.loads(path.read_text())
+        except (OSError, ValueError):
+            owner = {}
+        if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            return path
+        slurm_job = owner.get("slurm_job")
+        same_job = slurm_job is not None and slurm_job == os.environ.get("SLURM_JOB_ID")
+        alive = is_alive(owner) if owner else False
+        if alive is None and slurm_job:
+            from seqlab.queue import is_queued
+
+            alive = is_queued(slurm_job)
+        if alive and not same_job:
+            raise ConfigError(
+                f"{folder} is in use by {describe(owner)}, which runs this job: let it finish (or stop it), "
+                "then rerun the sweep"
+            )
+        path.unlink(missing_ok=True)
+    raise ConfigError(f"{folder}: another process claimed it at the same moment; run again")
+
+
 def held_by_another_live_process(folder: str | Path) -> bool:
     """Whether another process on this host, still running, has claimed `folder` (a job in progress)."""
     try:
@@ -146,10 +188,12 @@ def resuming(config: DictConfig) -> bool:
 
 class RunDirClaim(Callback):
     """Hydra callback: a run claims `hydra.run.dir`, a sweep its `hydra.sweep.dir` (its job dirs lie
-    inside), before Hydra writes anything there; both are released at the end."""
+    inside), before Hydra writes anything there; each sweep job also claims its own dir while it runs (so
+    a summary can tell it is running). All are released at the end."""
 
     def __init__(self) -> None:
         self.held: Path | None = None
+        self.job_held: Path | None = None
 
     def _claim(self, folder: str, config: DictConfig, what: str) -> None:
         if is_launching_process():
@@ -171,6 +215,21 @@ class RunDirClaim(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._claim(str(config.hydra.run.dir), config, "run dir")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not is_launching_process() or config.hydra.mode != RunMode.MULTIRUN:
+            return  # a single run's dir is claimed in on_run_start
+        folder = Path(config.hydra.runtime.output_dir)
+        try:
+            claim_job_dir(folder)
+        except ConfigError as err:  # raised from a callback, Hydra would only warn and run the job anyway
+            raise SystemExit(f"error: {err}") from None
+        self.job_held = folder
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.job_held is not None:
+            release(self.job_held)
+            self.job_held = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._claim(str(config.hydra.sweep.dir), config, "sweep dir")

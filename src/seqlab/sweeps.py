@@ -9,12 +9,16 @@ that dies half-way still leaves a table of what finished.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import math
 import re
 import traceback
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.callbacks.history import read_history
 from seqlab.checkpointing import last_checkpoint, write_text_atomic
-from seqlab.claims import held_by_another_live_process
-from seqlab.seeds import aggregate, group_by_config, markdown_table, seeds_swept, spread
+from seqlab.claims import held_by_another_live_process, is_launching_process
+from seqlab.queue import with_queue
+from seqlab.seeds import aggregate, markdown_table, seeds_swept
+from seqlab.sweep_plots import parse_overrides, plot_against, plot_curves
 
 ERROR_FILE = "error.json"
 RETRIED_FILE = "retried_as"  # in a job dir whose trial a resumed search ran again: the retry's job number
@@ -51,8 +57,9 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def read_job(job_dir: Path) -> dict[str, Any]:
     """One job: its overrides, status (done | failed | pruned | running | interrupted (resumable) |
-    incomplete), final metrics, best epoch, error. Running: claimed by a live process. Interrupted: no
-    metrics but a last.ckpt, and no error other than a stop signal (a SIGKILL leaves none)."""
+    incomplete; `seqlab.queue.with_queue` adds pending), final metrics, best epoch, error. Running:
+    claimed by a live process. Interrupted: no metrics but a last.ckpt, and no error other than a stop
+    signal (a SIGKILL leaves none)."""
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
@@ -94,10 +101,6 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     return row
 
 
-def parse_overrides(overrides: list[str]) -> dict[str, str]:
-    return dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
-
-
 def swept_params(rows: list[dict[str, Any]]) -> list[str]:
     """Override keys whose value differs between jobs."""
     values: dict[str, set[str]] = {}
@@ -110,13 +113,6 @@ def swept_params(rows: list[dict[str, Any]]) -> list[str]:
         if len(v) > 1 or any(k not in parse_overrides(r["overrides"]) for r in rows)
     ]
     return sorted(keys)
-
-
-def as_number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def table_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -165,81 +161,17 @@ def markdown(columns: list[str], flat: list[dict[str, Any]], title: str) -> str:
     shown = [c for c in columns if c != "overrides"]
     lines = [f"# {title}", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(cell(row[c]) for c in shown) + " |" for row in flat]
-    failed = sum(row["status"] != "done" for row in flat)
+    counts = Counter(row["status"] for row in flat)
+    done = counts.pop("done", 0)
+    queued = [f"; {counts.pop(status)} {status}" for status in ("running", "pending") if status in counts]
+    failed = sum(counts.values())
     lines += [
         "",
-        f"{len(flat) - failed} of {len(flat)} jobs done"
-        + (f"; {failed} failed or incomplete" if failed else ""),
+        f"{done} of {len(flat)} jobs done"
+        + (f"; {failed} failed or incomplete" if failed else "")
+        + "".join(queued),
     ]
     return "\n".join(lines) + "\n"
-
-
-def plot_curves(rows: list[dict[str, Any]], params: list[str], path: Path) -> None:
-    """train/loss, val/loss and the main metric per epoch, every configuration on shared axes: one line
-    per job, or, where jobs differ only by seed, their mean with a band of one standard deviation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metric = next((r["metric"] for r in rows if r["metric"]), "val/loss")
-    panels = list(dict.fromkeys(["train/loss", "val/loss", metric]))
-    for r in rows:
-        r["config"] = {p: parse_overrides(r["overrides"]).get(p, "") for p in params}
-    groups = (
-        group_by_config(rows, params, "config") if seeds_swept(params) else [(r["config"], [r]) for r in rows]
-    )
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), dpi=100, squeeze=False)
-    for ax, name in zip(axes[0], panels, strict=True):
-        for config, jobs in groups:
-            by_epoch: dict[float, list[float]] = {}
-            for r in jobs:
-                for h in r["history"]:
-                    if name in h and not math.isnan(h[name]):
-                        by_epoch.setdefault(h["epoch"], []).append(h[name])
-            if not by_epoch:
-                continue
-            epochs = sorted(by_epoch)
-            means, stds, _ = zip(*(spread(by_epoch[e]) for e in epochs), strict=True)
-            jobs_label = ",".join(str(r["job"]) for r in jobs)
-            label = f"{jobs_label}: " + " ".join(f"{p}={v}" for p, v in config.items())
-            (line,) = ax.plot(epochs, means, marker="o", ms=3, label=label)
-            if len(jobs) > 1:
-                low = [m - s for m, s in zip(means, stds, strict=True)]
-                high = [m + s for m, s in zip(means, stds, strict=True)]
-                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
-        ax.set(title=name, xlabel="epoch")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7)
-        fig.subplots_adjust(bottom=0.18 + 0.04 * (len(labels) // 3))
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_against(rows: list[dict[str, Any]], param: str, metric: str, path: Path) -> bool:
-    """The final `metric` against a swept numeric parameter (done jobs), as mean and standard deviation
-    where several jobs share a value (seeds); False when there is nothing to draw."""
-    points: dict[float | None, list[float]] = {}
-    for r in rows:
-        if r["status"] == "done" and metric in r.get("metrics", {}):
-            x = as_number(parse_overrides(r["overrides"]).get(param))
-            points.setdefault(x, []).append(r["metrics"][metric])
-    if not points or None in points:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    xs = sorted(points)
-    means, stds, _ = zip(*(spread(points[x]) for x in xs), strict=True)
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-    ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3)
-    ax.set(xlabel=param, ylabel=metric, title=f"{metric} vs {param}")
-    fig.savefig(path)
-    plt.close(fig)
-    return True
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -254,10 +186,27 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
 
 
+@contextlib.contextmanager
+def summary_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold `<sweep dir>/.summary.lock` while the summary is read and written: jobs that end at once (a
+    parallel or SLURM sweep) each rewrite it from all job dirs, and the last to take the lock sees every
+    job's end. Where the file system refuses locks (some NFS mounts) each file is still written whole."""
+    with open(sweep_dir / ".summary.lock", "a") as handle:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock, also when the summary fails
+
+
 def summarize(sweep_dir: str | Path, plots: bool = True) -> list[dict[str, Any]]:
-    """Write the sweep's summary files; works on a finished, running or partly failed sweep."""
+    """Write the sweep's summary files; works on a finished, running or partly failed sweep, and on one
+    submitted to SLURM and not started yet (its jobs then come from the submission record)."""
     sweep_dir = Path(sweep_dir)
-    rows = [read_job(d) for d in job_dirs(sweep_dir)]
+    with summary_lock(sweep_dir):
+        return write_summary(sweep_dir, plots)
+
+
+def write_summary(sweep_dir: Path, plots: bool) -> list[dict[str, Any]]:
+    rows = with_queue(sweep_dir, [read_job(d) for d in job_dirs(sweep_dir)])
     columns, flat = table_rows(rows)
     params = swept_params(rows)
     table = markdown(columns, flat, f"Sweep {sweep_dir}")
@@ -284,10 +233,14 @@ class SweepSummary(Callback):
     """Hydra callback: record a failed job's error; rewrite the sweep summary after each job and at the end."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # A rerun job starts clean: an old failure must not outlive it.
-        Path(config.hydra.runtime.output_dir, ERROR_FILE).unlink(missing_ok=True)
+        # A rerun job starts clean: an old failure must not outlive it. Rank 0 alone: another rank that
+        # starts later must not delete the failure rank 0 has just recorded.
+        if is_launching_process():
+            Path(config.hydra.runtime.output_dir, ERROR_FILE).unlink(missing_ok=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not is_launching_process():  # a job's DDP ranks started by SLURM all run it: rank 0 reports
+            return
         if job_return.status == JobStatus.FAILED:
             record_failure(config.hydra.runtime.output_dir, job_return._return_value)
         if config.hydra.mode == RunMode.MULTIRUN:

@@ -1,0 +1,159 @@
+"""`hydra/launcher=parallel`: a sweep's jobs several at a time on one machine, each with its share of the
+cores, with the results, summary and failed-jobs report of the sequential sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, TINY_MNIST, metrics_of, read_summary
+
+SWEEP = [*TINY_MNIST, "model.net.cell=rnn,gru,lstmm"]  # two jobs that train, one that fails on its config
+
+
+def cpus(n: int) -> set[int]:
+    """The first n CPUs this process may use: the sweeps below see exactly these cores."""
+    return set(sorted(os.sched_getaffinity(0))[:n])
+
+
+def start_sweep(
+    args: list[str], sweep_dir: Path, data_dir: Path, on: set[int] | None = None, threads: str | None = None
+) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqlab.train",
+        "-m",
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    cmd += ["print_config=false", "trainer.enable_progress_bar=false", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)} | ({"OMP_NUM_THREADS": threads} if threads else {})
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, on)) if on else None,
+    )
+
+
+def run_sweep(*args, **kwargs) -> subprocess.CompletedProcess:
+    sweep = start_sweep(*args, **kwargs)
+    try:
+        out, err = sweep.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        sweep.kill()
+        out, err = sweep.communicate()
+        pytest.fail(f"the sweep did not end within 300 s:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(sweep.args, sweep.returncode, out, err)
+
+
+def parallel(n_jobs: int) -> list[str]:
+    return ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={n_jobs}"]
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_gives_the_sequential_sweeps_metrics_summary_and_failure_report(tmp_path, data_dir):
+    """Sequential at one thread, parallel with 2 jobs on 2 cores (one thread each): the same numbers."""
+    on = cpus(2)
+    one = run_sweep(SWEEP, tmp_path / "one", data_dir, threads="1")
+    two = run_sweep([*SWEEP, *parallel(len(on))], tmp_path / "two", data_dir, on=on)
+    report = "job 2 (model.net.cell=lstmm): ConfigError: model.net: cell='lstmm' is not supported"
+    for result in (one, two):
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "error: 1 of 3 jobs failed; see" in result.stderr and report in result.stderr
+    rows = read_summary(tmp_path / "two")
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "done"), ("1", "done"), ("2", "failed")]
+    assert "2 of 3 jobs done; 1 failed or incomplete" in (tmp_path / "two" / "summary.md").read_text()
+    assert json.loads((tmp_path / "two" / "2" / "error.json").read_text())["type"] == "ConfigError"
+    for job in ("0", "1"):
+        assert metrics_of(tmp_path / "two" / job) == metrics_of(tmp_path / "one" / job)
+        assert ", 1 threads," in (tmp_path / "two" / job / "machine.txt").read_text()
+        assert "Metrics written to" in (tmp_path / "two" / job / "console.log").read_text()
+    if len(on) == 2:  # job 1 started before job 0 ended: they ran at once
+        started = (tmp_path / "two" / "1" / ".hydra" / "config.yaml").stat().st_mtime
+        assert started < (tmp_path / "two" / "0" / "metrics.json").stat().st_mtime
+    assert "Launching 3 jobs, 2 at a time, 1 torch threads each" in two.stdout + two.stderr
+
+
+@pytest.mark.slow
+def test_more_jobs_at_once_than_cores_warns_in_one_line_and_still_runs(tmp_path, data_dir):
+    result = run_sweep(
+        [*TINY_MNIST, "model.net.hidden_dim=8,16", *parallel(2)], tmp_path / "s", data_dir, on=cpus(1)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    warning = (
+        "warning: hydra.launcher.n_jobs=2 runs 2 jobs at once on 1 cores: they share them (1 thread each)"
+    )
+    assert result.stderr.count(warning) == 1
+    assert [r["status"] for r in read_summary(tmp_path / "s")] == ["done", "done"]
+
+
+@pytest.mark.slow
+def test_a_job_whose_process_is_killed_fails_alone(tmp_path, data_dir):
+    """SIGKILL in job 0's epoch 1 (as the kernel's out-of-memory killer would): job 1 finishes, the sweep
+    reports job 0, whose epoch-0 checkpoint leaves it resumable."""
+    kill = [
+        "+callbacks.kill._target_=tests.helpers.KillAt",
+        "+callbacks.kill.epoch=1,99",
+        "+callbacks.kill.batch=1",
+    ]
+    result = run_sweep([*TINY_MNIST, *kill, *parallel(2)], tmp_path / "s", data_dir, on=cpus(2))
+    assert result.returncode == 1
+    assert (
+        "job 0 (+callbacks.kill.epoch=1): JobProcessEnded: its process was killed by SIGKILL" in result.stderr
+    )
+    rows = read_summary(tmp_path / "s")
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "interrupted (resumable)"), ("1", "done")]
+
+
+def test_a_bad_n_jobs_ends_the_sweep_in_one_line(tmp_path, data_dir):
+    result = run_sweep([*TINY_MNIST, "model.net.hidden_dim=8,16", *parallel(0)], tmp_path / "s", data_dir)
+    assert result.returncode == 1
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: hydra.launcher.n_jobs=0: give the number of jobs to run at once")
+    assert "Traceback" not in result.stderr and not (tmp_path / "s" / "0").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_every_running_job_and_resume_finishes_the_sweep(tmp_path, data_dir):
+    """SIGINT to the sweep's process while jobs 0 and 1 run (job 2 waits for a slot): both checkpoint
+    mid-epoch, job 2 never starts, the sweep ends in one line; resume=true then finishes all three."""
+    sweep_dir = tmp_path / "s"
+    wait = ["+callbacks.wait._target_=tests.helpers.WaitForSignal", "+callbacks.wait.batch=1"]
+    args = [*TINY_MNIST, "model.net.hidden_dim=8,16,32", *parallel(2), *wait]
+    sweep = start_sweep([*args, "+callbacks.wait.epoch=0"], sweep_dir, data_dir, on=cpus(2))
+    end = time.monotonic() + 120
+    while not all((sweep_dir / job / "waiting").exists() for job in ("0", "1")):
+        if sweep.poll() is not None or time.monotonic() > end:
+            sweep.kill()
+            pytest.fail(f"jobs 0 and 1 never reached their batch 1:\n{sweep.communicate()[1][-3000:]}")
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGINT)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 1
+    assert "error: the sweep was stopped by SIGINT (jobs 0, 1 stopped; 1 not started)" in err, err[-3000:]
+    statuses = [(r["job"], r["status"]) for r in read_summary(sweep_dir)]
+    assert statuses == [("0", "interrupted (resumable)"), ("1", "interrupted (resumable)")]
+
+    resumed = run_sweep([*args, "+callbacks.wait.epoch=99", "resume=true"], sweep_dir, data_dir, on=cpus(2))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [r["status"] for r in read_summary(sweep_dir)] == ["done", "done", "done"]
+    for job in ("0", "1"):
+        assert "Resuming from" in (sweep_dir / job / "train.log").read_text()
+
+
+def test_a_search_is_not_run_by_the_parallel_launcher(tmp_path, data_dir):
+    result = run_sweep(["hparams_search=mnist_optuna", *TINY_MNIST, *parallel(2)], tmp_path / "s", data_dir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: hydra/launcher=parallel runs a sweep's jobs side by side, but " in result.stderr
