@@ -11,7 +11,13 @@ import torch
 from seqlab import pipeline
 from seqlab.data.long_memory import LongMemoryDataModule
 from seqlab.errors import ConfigError
-from seqlab.models import DIAGONAL_CELLS, DiagonalRecurrentEncoder, SequenceClassifierNet, build_encoder
+from seqlab.models import (
+    DIAGONAL_CELLS,
+    DiagonalRecurrentEncoder,
+    Encoder,
+    SequenceClassifierNet,
+    build_encoder,
+)
 from seqlab.models.scan import linear_recurrence_loop, linear_scan, log_linear_scan
 from tests.helpers import EXPERIMENTS
 
@@ -198,3 +204,26 @@ def test_a_short_adding_problem_is_learned_below_its_baseline(make_cfg):
     )  # fmt: skip
     _, metrics = pipeline.train(cfg)
     assert metrics["test/loss"] < 0.02 < 1 / 6
+
+
+class Stateless(Encoder):
+    """A user's encoder (`model.net.cell: {_target_: ..., _partial_: true}`) that keeps no state."""
+
+    def __init__(self, input_dim, hidden_dim, num_layers, dropout=0.0, bidirectional=False):
+        super().__init__()
+        self.inner, self.output_dim = (
+            DiagonalRecurrentEncoder(input_dim, hidden_dim, num_layers, "mingru"),
+            hidden_dim,
+        )
+
+    def forward(self, x, mask=None, state=None):
+        return self.inner(x, mask)[0], None
+
+
+def test_a_cell_without_state_is_refused_by_the_language_model_in_one_line():
+    from seqlab.models import LanguageModelNet
+    from seqlab.tasks import LanguageModel
+
+    task = LanguageModel(LanguageModelNet(20, embed_dim=4, hidden_dim=4, num_layers=1, cell=Stateless))
+    with pytest.raises(ConfigError, match=r"Stateless returns no state, and the language model carries it"):
+        task.training_step((torch.randint(20, (2, 5)), torch.randint(20, (2, 5))), 0)
