@@ -44,6 +44,19 @@ def seqlab_cli(
     )
 
 
+def sweep_command(args: list[str], sweep_dir: Path, data_dir: Path) -> list[str]:
+    """`python -m seqlab.train -m` of a quiet sweep into `sweep_dir` (for tests that start it themselves)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqlab.train",
+        "-m",
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    return [*cmd, "print_config=false", "trainer.enable_progress_bar=false", *args]
+
+
 def sweep_cli(args: list[str], sweep_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
     return train_cli(["-m", *args, f"hydra.sweep.dir={sweep_dir}"], sweep_dir / "unused_run_dir", data_dir)
 

@@ -7,13 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, TINY_MNIST, metrics_of, read_summary
+from tests.helpers import REPO, TINY_MNIST, metrics_of, read_summary, sweep_command
 
 SWEEP = [*TINY_MNIST, "model.net.cell=rnn,gru,lstmm"]  # two jobs that train, one that fails on its config
 
@@ -26,15 +25,7 @@ def cpus(n: int) -> set[int]:
 def start_sweep(
     args: list[str], sweep_dir: Path, data_dir: Path, on: set[int] | None = None, threads: str | None = None
 ) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "seqlab.train",
-        "-m",
-        f"paths.data_dir={data_dir}",
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
-    cmd += ["print_config=false", "trainer.enable_progress_bar=false", *args]
+    cmd = sweep_command(args, sweep_dir, data_dir)
     env = {**os.environ, "PYTHONPATH": str(REPO)} | ({"OMP_NUM_THREADS": threads} if threads else {})
     return subprocess.Popen(
         cmd,

@@ -9,13 +9,12 @@ import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, metrics_of, read_summary
+from tests.helpers import REPO, metrics_of, read_summary, sweep_command
 
 
 def slurm_answers() -> str:
@@ -57,11 +56,9 @@ LAUNCHER = [
 
 
 def start_sweep(args: list[str], sweep_dir: Path, data_dir: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "seqlab.train", "-m", f"paths.data_dir={data_dir}"]
-    cmd += [f"hydra.sweep.dir={sweep_dir}", "print_config=false", "trainer.enable_progress_bar=false"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [*cmd, *LAUNCHER, *args],
+        sweep_command([*LAUNCHER, *args], sweep_dir, data_dir),
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, TINY_MNIST, metrics_of, read_summary, train_cli
+from tests.helpers import REPO, TINY_MNIST, metrics_of, read_summary, sweep_command, train_cli
 from tests.test_slurm import LAUNCHER, finish, slurm_answers, start_sweep
 
 pytestmark = [
@@ -29,15 +29,7 @@ pytestmark = [
 
 
 def sweep_cmd(args: list[str], sweep_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "seqlab.train",
-        "-m",
-        f"paths.data_dir={data_dir}",
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
-    cmd += ["print_config=false", "trainer.enable_progress_bar=false", *LAUNCHER, *args]
+    cmd = sweep_command([*LAUNCHER, *args], sweep_dir, data_dir)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 

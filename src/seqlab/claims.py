@@ -72,27 +72,35 @@ def describe(owner: dict[str, Any]) -> str:
     return f"pid {owner.get('pid')} on {owner.get('host')} (since {owner.get('since')})"
 
 
+def create_or_read_claim(folder: Path, path: Path) -> dict[str, Any] | None:
+    """None when `path` is now this process's claim (created here, or ours already: a second entry
+    point in this process); else the owner it names ({} when unreadable)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            json.dump(this_process(), f)
+        atexit.register(release, folder)  # also when a signal or an error ends the process early
+        return None
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # half-written by a process killed in the act: nobody holds it
+    ours = owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname()
+    return None if ours else owner
+
+
 def claim(folder: str | Path, resume: bool) -> Path:
     """Claim `folder` for this process, or raise a ConfigError that names its owner and what to do."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CLAIM_FILE
     for _ in range(2):  # a second try after taking over a dead process's claim
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                json.dump(this_process(), f)
-            atexit.register(release, folder)  # also when a signal or an error ends the process early
+        owner = create_or_read_claim(folder, path)
+        if owner is None:
             return path
-        try:
-            owner = json.loads(path.read_text())
-        except (OSError, ValueError):
-            owner = {}  # half-written by a process killed in the act: nobody holds it
-        if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
-            return path  # ours already (a second entry point in this process)
         alive = is_alive(owner) if owner else False
         same_job = owner.get("slurm_job") is not None and owner.get("slurm_job") == os.environ.get(
             "SLURM_JOB_ID"
@@ -127,20 +135,8 @@ def claim_job_dir(folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CLAIM_FILE
     for _ in range(2):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                json.dump(this_process(), f)
-            atexit.register(release, folder)
-            return path
-        try:
-            owner = json.loads(path.read_text())
-        except (OSError, ValueError):
-            owner = {}
-        if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+        owner = create_or_read_claim(folder, path)
+        if owner is None:
             return path
         slurm_job = owner.get("slurm_job")
         same_job = slurm_job is not None and slurm_job == os.environ.get("SLURM_JOB_ID")
