@@ -43,11 +43,11 @@ format: dev
 	$(VENV)/bin/ruff format src tests scripts examples
 	$(VENV)/bin/ruff check --fix src tests scripts examples
 
-## Every scripts/bench_*.py, then bench/results.json and bench/results.md (BENCH_ARGS="..." passes options).
+## Every scripts/bench/bench_*.py, then bench/results.json and bench/results.md (BENCH_ARGS="..." passes options).
 bench: install
 	mkdir -p bench
-	for s in scripts/bench_*.py; do $(PY) $$s --json bench/$$(basename $$s .py).json $(BENCH_ARGS) || exit 1; done
-	$(PY) scripts/report_bench.py bench
+	for s in scripts/bench/bench_*.py; do $(PY) $$s --json bench/$$(basename $$s .py).json $(BENCH_ARGS) || exit 1; done
+	$(PY) scripts/bench/report_bench.py bench
 
 clean:
 	rm -rf outputs multirun bench .pytest_cache .ruff_cache

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "bench"
 TINY = {
     "bench_cells.py": ["--batch", "2", "--hidden", "8", "--seq-len", "20", "--repeats", "1"],
     "bench_mnist.py": ["--batches", "7", "--repeats", "1", "data.val_size=40", "data.batch_size=16"],
@@ -63,10 +63,18 @@ def test_every_benchmark_runs_and_the_report_collects_them(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_the_gpu_check_runs_end_to_end_on_the_cpu_with_dry_run(data_dir, tmp_path):
-    """scripts/gpu_check.sh --dry-run: every step on CPU settings, one JSON + markdown report."""
+    """scripts/cluster/gpu_check.sh --dry-run: every step on CPU settings, one JSON + markdown report."""
     out = tmp_path / "gpu_check"
     done = subprocess.run(
-        ["bash", str(SCRIPTS / "gpu_check.sh"), "--dry-run", "--data-dir", str(data_dir), "--out", str(out)],
+        [
+            "bash",
+            str(SCRIPTS.parent / "cluster" / "gpu_check.sh"),
+            "--dry-run",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=900,

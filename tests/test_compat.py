@@ -107,6 +107,16 @@ def test_a_job_return_carries_its_error_and_can_be_marked_completed():
     assert (
         done.status == JobStatus.COMPLETED and done.return_value is None and failed.status == JobStatus.FAILED
     )
+    made = compat.failed_job(["seed=1"], error)
+    assert (
+        made.status == JobStatus.FAILED and made.overrides == ["seed=1"] and compat.job_error(made) is error
+    )
+    other = compat.with_return_value(made, KeyError("k"), cfg=None)
+    assert (
+        isinstance(compat.job_error(other), KeyError)
+        and other.cfg is None
+        and compat.job_error(made) is error
+    )
 
 
 def test_hydras_basic_sweeper_is_where_seqlab_extends_it():

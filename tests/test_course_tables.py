@@ -1,4 +1,4 @@
-"""scripts/course_tables.py turns real sweep dirs into results tables, the course's number beside ours."""
+"""scripts/results/course_tables.py turns real sweep dirs into results tables, the course's number beside ours."""
 
 import json
 import math
@@ -13,7 +13,7 @@ COURSE_CELLS = {"rnn": "10.0", "lstm": "87.5"}  # the course's column of mnist_c
 
 
 def tables(sweeps: Path, out: Path, *names: str) -> subprocess.CompletedProcess:
-    args = ["scripts/course_tables.py", "--sweeps", str(sweeps), "--out", str(out), *names]
+    args = ["scripts/results/course_tables.py", "--sweeps", str(sweeps), "--out", str(out), *names]
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO)
 
 
@@ -93,7 +93,7 @@ def test_a_failed_job_draws_no_bar_and_a_sweep_without_a_finished_job_gives_no_d
 
     import matplotlib.figure
 
-    sys.path.insert(0, str(REPO / "scripts"))
+    sys.path.insert(0, str(REPO / "scripts" / "results"))
     import course_tables
 
     drawn = []

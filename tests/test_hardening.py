@@ -187,19 +187,19 @@ def test_a_full_disk_stops_the_run_in_one_line_and_leaves_no_partial_file(tmpfs,
 
 
 def test_a_checkpoint_write_cut_short_keeps_the_previous_one(tmp_path, monkeypatch):
-    from seqlab import checkpointing
+    from seqlab.rundir import checkpoints
 
     path = tmp_path / "last.ckpt"
-    checkpointing.AtomicCheckpointIO().save_checkpoint({"step": 1}, path)
+    checkpoints.AtomicCheckpointIO().save_checkpoint({"step": 1}, path)
 
     def half_then_fail(obj, f, *args, **kwargs):
         f.write(b"PK\x03\x04 half")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
 
-    monkeypatch.setattr(checkpointing.torch, "save", half_then_fail)
-    monkeypatch.setattr(checkpointing.shutil, "disk_usage", lambda p: type("usage", (), {"free": 0})())
+    monkeypatch.setattr(checkpoints.torch, "save", half_then_fail)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: type("usage", (), {"free": 0})())
     with pytest.raises(OSError) as err:
-        checkpointing.AtomicCheckpointIO().save_checkpoint({"step": 2}, path)
+        checkpoints.AtomicCheckpointIO().save_checkpoint({"step": 2}, path)
     assert err.value.errno == 28 and err.value.filename == str(path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1} and [p.name for p in tmp_path.iterdir()] == [
@@ -234,8 +234,8 @@ def write_each_record(kind: str, folder: Path, version: int) -> Path:
     from types import SimpleNamespace
 
     from seqlab.callbacks.history import EpochHistory
-    from seqlab.run_dir import write_metrics
-    from seqlab.sweeps import record_failure, summarize
+    from seqlab.rundir.records import record_failure, write_metrics
+    from seqlab.sweeps.summary import summarize
 
     if kind == "metrics.json":
         return write_metrics({"val/acc": version / 10}, folder)

@@ -11,13 +11,14 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader
 
-from seqlab import pipeline
+from seqlab import build, pipeline
 from seqlab.callbacks import GradNormMonitor
 from seqlab.data import DataError, PTBDataModule, Vocabulary
 from seqlab.data.ptb import batchify, read_words
 from seqlab.data.vocab import EOS
 from seqlab.errors import ConfigError
 from seqlab.models import LanguageModelNet, generate
+from seqlab.optimization import Optimization
 from seqlab.tasks import LanguageModel
 from seqlab.tools.embeddings import distances, nearest
 from seqlab.tools.embeddings import report_embeddings as embeddings
@@ -78,19 +79,19 @@ def test_hidden_state_flows_across_batches_and_resets_each_epoch(data_dir):
     dm = ptb_dm(data_dir)
     net = LanguageModelNet(len(dm.vocab), 8, 8, 1)
     task = LanguageModel(
-        net, optimizer=lambda params: torch.optim.SGD(params, lr=0.0), truncated_bptt_steps=None
+        net,
+        truncated_bptt_steps=None,
+        optimization=Optimization(optimizer=lambda params: torch.optim.SGD(params, lr=0.0)),
     )
     seen = []
 
-    def record(module, args, output):
+    def record(module, args, kwargs, output):  # the encoder: the state each batch starts from and ends with
+        state = kwargs.get("state")
         seen.append(
-            (
-                None if len(args) < 2 or args[1] is None else [s.clone() for s in args[1]],
-                [s.detach().clone() for s in output[1]],
-            )
+            (None if state is None else [s.clone() for s in state], [s.detach().clone() for s in output[1]])
         )
 
-    net.register_forward_hook(record)
+    net.encoder.register_forward_hook(record, with_kwargs=True)
     quiet_trainer(max_epochs=2).fit(task, dm)
     per_epoch = len(dm.train_dataloader())
     assert len(seen) == 2 * per_epoch
@@ -107,7 +108,9 @@ def test_no_gradient_crosses_a_truncation(k, expected):
     torch.manual_seed(0)
     net = LanguageModelNet(10, 4, 4, 1)
     task = LanguageModel(
-        net, optimizer=lambda params: torch.optim.SGD(params, lr=0.1), truncated_bptt_steps=k
+        net,
+        truncated_bptt_steps=k,
+        optimization=Optimization(optimizer=lambda params: torch.optim.SGD(params, lr=0.1)),
     )
     fired, calls = [], []
 
@@ -150,9 +153,11 @@ def test_clipping_bounds_the_update_under_manual_optimization():
     torch.manual_seed(0)
     task = LanguageModel(
         LanguageModelNet(10, 4, 4, 1),
-        optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
         truncated_bptt_steps=None,
-        gradient_clip_val=1e-3,  # a hand-built task clips too: the setting is its own
+        optimization=Optimization(
+            optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
+            gradient_clip_val=1e-3,  # a hand-built task clips too: the setting is its own
+        ),
     )
     before = torch.cat([p.detach().flatten().clone() for p in task.parameters()])
     one_window_fit(task)
@@ -163,10 +168,12 @@ def test_clipping_bounds_the_update_under_manual_optimization():
 def test_scheduler_and_accumulation_under_manual_optimization():
     task = LanguageModel(
         LanguageModelNet(10, 4, 4, 1),
-        optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
-        scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5),
         truncated_bptt_steps=2,
-        accumulate_grad_batches=3,  # 3 chunks of 2 steps: one optimizer step per window
+        optimization=Optimization(
+            optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
+            scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5),
+            accumulate_grad_batches=3,  # 3 chunks of 2 steps: one optimizer step per window
+        ),
     )
     one_window_fit(task, steps=2, epochs=3)
     assert task.trainer.global_step == 2 * 3
@@ -177,9 +184,10 @@ def test_an_epochs_accumulation_remainder_is_stepped_on_not_dropped():
     """3 chunks an epoch, accumulating 2: a step after chunk 2 and one on chunk 3 at the epoch's end."""
     task = LanguageModel(
         LanguageModelNet(10, 4, 4, 1),
-        optimizer=lambda params: torch.optim.SGD(params, lr=0.1),
         truncated_bptt_steps=2,
-        accumulate_grad_batches=2,
+        optimization=Optimization(
+            optimizer=lambda params: torch.optim.SGD(params, lr=0.1), accumulate_grad_batches=2
+        ),
     )
     updates = []
     count = L.Callback()
@@ -210,9 +218,10 @@ def test_language_model_gradient_norms_are_logged_before_clipping():
     clip = 1e-4
     task = LanguageModel(
         LanguageModelNet(10, 4, 4, 1),
-        optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
         truncated_bptt_steps=None,
-        gradient_clip_val=clip,
+        optimization=Optimization(
+            optimizer=lambda params: torch.optim.SGD(params, lr=1.0), gradient_clip_val=clip
+        ),
     )
     captured = CapturedMetrics()
     before = torch.cat([p.detach().flatten().clone() for p in task.parameters()])
@@ -230,7 +239,11 @@ def test_free_running_carries_own_predictions_across_chunks_and_batches():
     net = LanguageModelNet(10, 4, 4, 1)
     inputs = []
     net.embedding.register_forward_hook(lambda m, args, out: inputs.append(args[0].clone()))
-    task = LanguageModel(net, optimizer=lambda p: torch.optim.SGD(p, lr=0.0), teacher_forcing_ratio=0.0)
+    task = LanguageModel(
+        net,
+        teacher_forcing_ratio=0.0,
+        optimization=Optimization(optimizer=lambda p: torch.optim.SGD(p, lr=0.0)),
+    )
     task.train()
     first, second = torch.randint(0, 10, (2, 3)), torch.randint(0, 10, (2, 3))
     logits, state = task.forward_chunk(first, None)
@@ -245,9 +258,9 @@ def test_free_running_feeds_back_own_predictions():
     net.embedding.register_forward_hook(lambda m, args, out: inputs.append(args[0].clone()))
     task = LanguageModel(
         net,
-        optimizer=lambda p: torch.optim.SGD(p, lr=0.0),
         teacher_forcing_ratio=0.0,
         truncated_bptt_steps=None,
+        optimization=Optimization(optimizer=lambda p: torch.optim.SGD(p, lr=0.0)),
     )
     x = torch.randint(0, 10, (2, 5))
     task.train()
@@ -294,9 +307,81 @@ def test_distances_against_hand_values():
         distances(m[0], m, "manhattan")
 
 
+def test_adaptive_softmax_is_a_whole_vocabulary_distribution_scored_exactly():
+    torch.manual_seed(0)
+    net = LanguageModelNet(
+        vocab_size=50, embed_dim=8, hidden_dim=12, softmax="adaptive", cutoffs=[5, 20], div_value=2.0
+    )
+    net.eval()
+    ids, targets = torch.randint(0, 50, (3, 7)), torch.randint(0, 50, (3, 7))
+    logits, state = net(ids)
+    assert logits.shape == (3, 7, 50)
+    assert torch.allclose(logits.logsumexp(-1), torch.zeros(3, 7), atol=1e-5)  # normalised over all 50 ids
+    nll_sum, same_state = net.target_nll(ids, targets)
+    expected = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+    assert nll_sum.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(state, same_state, strict=True))
+    full = LanguageModelNet(vocab_size=50, embed_dim=8, hidden_dim=12)
+    full.eval()
+    full_logits, _ = full(ids)
+    full_nll = F.cross_entropy(full_logits.flatten(0, 1), targets.flatten(), reduction="sum")
+    assert full.target_nll(ids, targets)[0].item() == pytest.approx(full_nll.item(), rel=1e-6)
+
+
+def test_adaptive_softmax_trains_only_the_clusters_its_targets_are_in():
+    torch.manual_seed(0)
+    net = LanguageModelNet(
+        vocab_size=50, embed_dim=8, hidden_dim=12, softmax="adaptive", cutoffs=[5, 20], div_value=2.0
+    )
+    ids, head_targets = torch.randint(0, 50, (2, 6)), torch.randint(0, 5, (2, 6))
+    net.target_nll(ids, head_targets)[0].backward()
+    tails = net.decoder.tail
+    assert all(p.grad is None for p in tails.parameters())  # no target past the head: the tails cost nothing
+    assert net.decoder.head.weight.grad is not None
+
+
+def test_adaptive_softmax_scores_under_bf16_autocast():
+    """precision=bf16-mixed: the recurrent part in bf16, the adaptive softmax (whose index_copy_ refuses
+    mixed dtypes) in float32."""
+    torch.manual_seed(0)
+    net = LanguageModelNet(
+        vocab_size=50, embed_dim=8, hidden_dim=12, softmax="adaptive", cutoffs=[5, 20], div_value=2.0
+    )
+    ids, targets = torch.randint(0, 50, (2, 6)), torch.randint(0, 50, (2, 6))
+    exact = net.target_nll(ids, targets)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = net.target_nll(ids, targets)[0]
+    assert mixed.dtype == torch.float32 and mixed.item() == pytest.approx(exact.item(), rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cutoffs": [20, 5]}, "must increase strictly"),
+        ({"cutoffs": [50]}, "vocabulary size 50"),
+        ({"tie_weights": True, "embed_dim": 12}, "softmax=adaptive"),
+        ({"div_value": 0.5}, "div_value=0.5"),
+        ({"div_value": 4.0}, "leaves the last cluster no features"),
+    ],
+)
+def test_adaptive_softmax_refuses_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        defaults = {
+            "vocab_size": 50,
+            "embed_dim": 8,
+            "hidden_dim": 12,
+            "softmax": "adaptive",
+            "cutoffs": [5, 20],
+        }
+        LanguageModelNet(**(defaults | kwargs))
+
+
 @pytest.mark.parametrize("experiment", PTB_EXPERIMENTS)
 def test_every_ptb_experiment_runs_with_fast_dev_run(make_cfg, experiment):
-    cfg = make_cfg(f"experiment={experiment}", "debug=fdr", *TINY)
+    tiny_vocab = (
+        ["model.net.cutoffs=[4,8]"] if experiment == "ptb_cpu_hour" else []
+    )  # the tiny corpus' 16 words
+    cfg = make_cfg(f"experiment={experiment}", "debug=fdr", *TINY, *tiny_vocab)
     value, metrics = pipeline.train(cfg)
     assert value == metrics["val/ppl"] and {"val/loss", "test/ppl", "test/loss"} <= set(metrics)
 
@@ -362,6 +447,45 @@ def test_a_checkpoint_storing_an_older_target_still_evaluates(trained_ptb, make_
         f"ckpt_path={older}", "+trainer.limit_test_batches=2", config_name="eval", output_dir=tmp_path / "e"
     )
     assert pipeline.evaluate(ev)["test/ppl"] == pytest.approx(trained["test/ppl"], rel=1e-6)
+
+
+def test_a_checkpoint_that_stored_clipping_in_the_model_group_still_evaluates(
+    trained_ptb, make_cfg, tmp_path
+):
+    """Language-model checkpoints made before seqlab.optimization held copies of the trainer's clipping and
+    accumulation under `model`; the task takes neither now, and eval drops them (restore.MOVED_SETTINGS)."""
+    ckpt, trained, _ = trained_ptb
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    checkpoint["seqlab"]["config"]["model"] |= {"gradient_clip_val": 0.5, "accumulate_grad_batches": 1}
+    older = tmp_path / "older.ckpt"
+    torch.save(checkpoint, older)
+    ev = make_cfg(
+        f"ckpt_path={older}", "+trainer.limit_test_batches=2", config_name="eval", output_dir=tmp_path / "e"
+    )
+    assert pipeline.evaluate(ev)["test/ppl"] == pytest.approx(trained["test/ppl"], rel=1e-6)
+
+
+def test_the_language_models_optimization_comes_from_the_optimizer_scheduler_and_trainer(make_cfg):
+    """One object carries every update setting; the rate is the experiment's for the chosen optimizer."""
+    cfg = make_cfg(
+        "experiment=ptb_zaremba_small",
+        *TINY,
+        "trainer.gradient_clip_val=0.5",
+        "trainer.accumulate_grad_batches=2",
+    )
+    task = build.build_task(cfg, build.build_datamodule(cfg))
+    optimization = task.optimization
+    assert (optimization.gradient_clip_val, optimization.accumulate_grad_batches) == (0.5, 2)
+    bound = optimization.configure(task.parameters(), automatic=False)
+    assert bound["optimizer"].param_groups[0]["lr"] == 1.0  # optimizer_lr.sgd of ptb_zaremba_small
+    assert bound["lr_scheduler"]["interval"] == "epoch" and "monitor" not in bound["lr_scheduler"]
+    adam = build.build_task(
+        cfg := make_cfg("experiment=ptb_zaremba_small", *TINY, "optimizer=adam"), build.build_datamodule(cfg)
+    )
+    assert adam.optimization.configure(adam.parameters())["optimizer"].param_groups[0]["lr"] == 0.001
+    with pytest.raises(ConfigError, match=r"scheduler.interval='hourly' is not supported"):
+        bad = make_cfg("experiment=ptb_lab", *TINY, "scheduler=cosine", "scheduler.interval=hourly")
+        build.build_task(bad, build.build_datamodule(bad))
 
 
 def test_sample_cli(trained_ptb, data_dir, tmp_path):

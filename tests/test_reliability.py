@@ -244,7 +244,7 @@ def test_a_sweep_stopped_by_a_signal_shows_the_job_resumable_and_a_rerun_resumes
 ):
     """SIGTERM in epoch 1 of job 0 stops the sweep; its row says `interrupted (resumable)`; rerunning the
     sweep with resume=true continues job 0 from that batch and runs job 1, and both end alike."""
-    from seqlab.sweeps import summarize
+    from seqlab.sweeps.summary import summarize
 
     sweep_dir = tmp_path / "sweep"
     stop = ["+callbacks.stop._target_=tests.helpers.SignalAt", "+callbacks.stop.batch=3"]

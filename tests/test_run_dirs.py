@@ -117,8 +117,8 @@ def test_a_named_sweep_started_twice_is_refused_while_the_first_runs(tmp_path, d
 
 
 def test_a_job_dir_claimed_by_a_live_process_reads_running_and_once_it_is_gone_resumable(tmp_path):
-    from seqlab.claims import CLAIM_FILE, process_start
-    from seqlab.sweeps import read_job
+    from seqlab.rundir.claims import CLAIM_FILE, process_start
+    from seqlab.sweeps.jobs import read_job
 
     job = tmp_path / "0"
     (job / ".hydra").mkdir(parents=True)

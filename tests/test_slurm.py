@@ -1,4 +1,4 @@
-"""Sweeps through a real SLURM (`scripts/slurm_cluster.sh start`): preemption, time limits, config errors.
+"""Sweeps through a real SLURM (`scripts/cluster/slurm_cluster.sh start`): preemption, time limits, config errors.
 
 Each job is a SLURM job started by submitit; the tests skip, saying why, when no cluster answers.
 """
@@ -20,10 +20,10 @@ from tests.helpers import REPO, metrics_of, read_summary, sweep_command
 def slurm_answers() -> str:
     """'' when a SLURM controller answers here, else why not."""
     if shutil.which("scontrol") is None:
-        return "no SLURM here (apt-get install slurm-wlm munge, then scripts/slurm_cluster.sh start)"
+        return "no SLURM here (apt-get install slurm-wlm munge, then scripts/cluster/slurm_cluster.sh start)"
     ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
     if "UP" not in ping.stdout:
-        return "no SLURM controller answers: scripts/slurm_cluster.sh start"
+        return "no SLURM controller answers: scripts/cluster/slurm_cluster.sh start"
     return ""
 
 

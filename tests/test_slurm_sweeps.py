@@ -1,4 +1,4 @@
-"""Sweeps through a real SLURM (`scripts/slurm_cluster.sh start`) that do not hold a terminal, and DDP jobs
+"""Sweeps through a real SLURM (`scripts/cluster/slurm_cluster.sh start`) that do not hold a terminal, and DDP jobs
 whose ranks are SLURM tasks. Every wait has an outer time limit: without slurmdbd, sacct fails and
 submitit cannot tell a cancelled job's state, so its launcher could wait forever."""
 
@@ -40,7 +40,7 @@ def summarize_cli(sweep_dir: Path) -> subprocess.CompletedProcess:
 
 
 def wait_until_out_of_the_queue(job_ids: list[str], seconds: float) -> None:
-    from seqlab.queue import RUNNING, WAITING, queue_states
+    from seqlab.slurm import RUNNING, WAITING, queue_states
 
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from seqlab import queue
-from seqlab.sweeps import summarize
+from seqlab.sweeps import queue
+from seqlab.sweeps.summary import summarize
 
 
 @pytest.fixture

@@ -215,7 +215,7 @@ def test_submitit_local_sweep_with_a_killed_and_a_raising_job(tmp_path, data_dir
     assert (sweep_dir / "summary.md").exists(), "written by the jobs as they ended"
     rows = {r["job"]: r for r in read_summary(sweep_dir)}
     # Job order: (rnn, kill at epoch 1), (rnn, 99: never), (lstmm, 1), (lstmm, 99).
-    from seqlab.sweeps import summarize
+    from seqlab.sweeps.summary import summarize
 
     rows = {r["job"]: r for r in summarize(sweep_dir)}
     assert rows["0"]["status"] == "interrupted (resumable)" and "resume=true" in rows["0"]["error"]
@@ -358,7 +358,7 @@ def test_a_sweep_process_killed_mid_job_is_taken_over_by_resume_and_its_incomple
 ):
     """SIGKILL of the sweep's own process in job 0 before any checkpoint: job 0 reads `incomplete`, the
     dead process's claim refuses a plain rerun and is taken over by resume=true, which runs both jobs."""
-    from seqlab.sweeps import summarize
+    from seqlab.sweeps.summary import summarize
 
     sweep_dir = tmp_path / "sweep"
     args = [*TINY_MNIST, "model.net.hidden_dim=8,16"]

@@ -265,16 +265,16 @@ def test_the_monitoring_checkpoint_is_scored_wherever_it_is_listed(make_cfg):
 def test_machine_txt_names_what_a_rerun_on_other_hardware_needs(make_cfg, monkeypatch):
     """Two '2-thread AMD EPYC' machines, one with AVX-512 and one AVX2 only, train to slightly different
     numbers: machine.txt names the kernels' instruction set and the math libraries as well as the CPU."""
-    from seqlab import run_dir
+    from seqlab.rundir import records
 
     cfg = make_cfg(*LIMIT)
     pipeline.train(cfg)
     recorded = Path(cfg.paths.output_dir, "machine.txt").read_text().strip()
-    assert recorded == run_dir.machine()
+    assert recorded == records.machine()
     assert f"{torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()} kernels" in recorded
     assert "oneDNN " in recorded and f"torch {torch.__version__}" in recorded
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    assert ", AVX2 kernels," in run_dir.machine()
+    assert ", AVX2 kernels," in records.machine()
 
 
 def test_the_confusion_matrix_and_text_samples_reach_tensorboard(make_cfg, tmp_path, data_dir):

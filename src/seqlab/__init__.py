@@ -15,6 +15,7 @@ _PUBLIC = {
     "TaskModule": "seqlab.tasks",  # the base of a task: optimizer/scheduler binding, checkpoint metadata
     "SequenceClassifier": "seqlab.tasks",
     "LanguageModel": "seqlab.tasks",
+    "Optimization": "seqlab.optimization",  # what a task updates its weights with, read from the config
     "InMemoryDataModule": "seqlab.data.splits",  # the base of a data module: batching, DDP, exact resume
     "Encoder": "seqlab.models.base",  # the interface of a sequence encoder (a user's cell)
     "CELLS": "seqlab.models.recurrent",

@@ -12,9 +12,10 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 import seqlab
-from seqlab.checkpointing import AtomicCheckpointIO
 from seqlab.compat import instantiation_error_key
 from seqlab.errors import ConfigError
+from seqlab.optimization import optimization_config
+from seqlab.rundir.checkpoints import AtomicCheckpointIO
 from seqlab.tasks.base import TaskModule
 
 
@@ -50,17 +51,7 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> TaskModule
         dims = datamodule.dims
     except ValueError as err:
         raise err if isinstance(err, ConfigError) else ConfigError(f"data: {err}") from None
-    # The scheduler group also holds Lightning's options for it (`interval`, `monitor`), not its own.
-    schedule = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else {}
-    options = {f"scheduler_{k}": schedule.pop(k) for k in ("interval", "monitor") if k in schedule}
-    task = instantiate(
-        cfg.model,
-        "model",
-        net=dims,
-        optimizer=cfg.get("optimizer"),
-        scheduler=schedule or None,
-        **options,
-    )
+    task = instantiate(cfg.model, "model", net=dims, optimization=optimization_config(cfg))
     config = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
     )
@@ -93,8 +84,8 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 def build_trainer(cfg: DictConfig, task: TaskModule, callbacks: list, loggers: list) -> L.Trainer:
     trainer_cfg = cfg.trainer
     if not task.automatic_optimization:
-        # Lightning refuses clipping and accumulation under manual optimization: the task (given both
-        # through its config) does them itself.
+        # Lightning refuses clipping and accumulation under manual optimization: the task does them
+        # itself, as its `optimization` says.
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"gradient_clip_val": None, "accumulate_grad_batches": 1})
     trainer = instantiate(trainer_cfg, "trainer", callbacks=callbacks, logger=loggers or False)
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the config chose another

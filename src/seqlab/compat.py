@@ -64,3 +64,13 @@ def job_error(result: JobReturn) -> Any:
 def as_completed(result: JobReturn, return_value: Any = None) -> JobReturn:
     """A copy of a job's result marked completed with `return_value` (a sweeper then goes on)."""
     return replace(result, status=JobStatus.COMPLETED, _return_value=return_value)
+
+
+def failed_job(overrides: list[str], error: BaseException) -> JobReturn:
+    """The result of a job that failed with `error` (JobReturn takes it only as its private field)."""
+    return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=error)
+
+
+def with_return_value(result: JobReturn, return_value: Any, **changes: Any) -> JobReturn:
+    """A copy of a job's result with another return value (or error) and other `changes` to its fields."""
+    return replace(result, _return_value=return_value, **changes)

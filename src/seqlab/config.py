@@ -30,7 +30,7 @@ CONF_DIR = str(SEQLAB_CONF)
 if not OmegaConf.has_resolver("seqlab_root"):
     OmegaConf.register_new_resolver("seqlab_root", lambda: str(project_root()))
 if not OmegaConf.has_resolver("run_id"):  # cached: one name per config, also across a sweep's jobs
-    from seqlab.claims import run_id
+    from seqlab.rundir.claims import run_id
 
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
 if not OmegaConf.has_resolver("range_list"):  # e.g. LR milestones: ${range_list:6,39} -> [6, ..., 38]

@@ -1,6 +1,6 @@
 """The recipes the entry points call: `train` (fit, then validate and test the best checkpoint) and
 `evaluate` (a checkpoint on its splits). The pieces come from `seqlab.build`, checkpoints are read by
-`seqlab.restore`, and `seqlab.run_dir` decides what a run dir allows (resume, refuse, skip finished).
+`seqlab.restore`, and `seqlab.rundir` decides what a run dir allows (resume, refuse, skip finished).
 """
 
 from __future__ import annotations
@@ -23,19 +23,14 @@ from seqlab.build import (
     seed,
 )
 from seqlab.callbacks.preemption import SignalCheckpoint
-from seqlab.checkpointing import last_checkpoint
 from seqlab.compat import StopTraining
+from seqlab.distributed import distributed_job
 from seqlab.errors import ConfigError
 from seqlab.resources import OutOfMemoryReport, check_batches_fit, out_of_memory_reported
 from seqlab.restore import check_state_fits, restore_from_checkpoint
-from seqlab.run_dir import (
-    distributed_job,
-    read_metrics,
-    resume_checkpoint,
-    write_machine,
-    write_metrics,
-)
-from seqlab.sweeps import STOPPED
+from seqlab.rundir.checkpoints import last_checkpoint
+from seqlab.rundir.records import STOPPED, read_metrics, write_machine, write_metrics
+from seqlab.rundir.resume import resume_checkpoint
 from seqlab.trackers import log_outcome, log_stopped
 
 log = logging.getLogger(__name__)

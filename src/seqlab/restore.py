@@ -54,6 +54,22 @@ def check_state_fits(task: TaskModule, state_dict: dict[str, torch.Tensor], sour
         )
 
 
+# Settings older checkpoints stored where the current code takes them from elsewhere: (group, key, why).
+MOVED_SETTINGS = (
+    ("model", "gradient_clip_val", "a copy of trainer.gradient_clip_val; seqlab.optimization reads it there"),
+    ("model", "accumulate_grad_batches", "a copy of trainer.accumulate_grad_batches, read there now"),
+)
+
+
+def upgraded(run_cfg: DictConfig) -> DictConfig:
+    """A stored config as the current code builds it: copies that older checkpoints kept are dropped."""
+    with open_dict(run_cfg):
+        for group, key, _ in MOVED_SETTINGS:
+            if group in run_cfg and key in run_cfg[group]:
+                run_cfg[group].pop(key)
+    return run_cfg
+
+
 def restore_from_checkpoint(
     ckpt_path: str | Path, data_dir: str | None = None, trusted: Iterable[str] = ()
 ) -> tuple[DictConfig, L.LightningDataModule, TaskModule]:
@@ -63,7 +79,7 @@ def restore_from_checkpoint(
     in seqlab, torch.optim and the `trusted` packages (see `trusted_packages`) are instantiated.
     """
     checkpoint = read_checkpoint(ckpt_path)
-    run_cfg = OmegaConf.create(checkpoint["seqlab"]["config"])
+    run_cfg = upgraded(OmegaConf.create(checkpoint["seqlab"]["config"]))
     trusted = trusted_packages(trusted)
     for group in ("data", "model", "optimizer", "scheduler"):  # everything build_task instantiates
         check_safe_targets(run_cfg.get(group), group, trusted)

@@ -1,15 +1,15 @@
 """`hydra/launcher=parallel` and `hydra/launcher=slurm` (with its `wait` key): Hydra accepts launchers only
-from classes defined under `hydra_plugins`. They live in `seqlab.parallel` and `seqlab.slurm_launcher`."""
+from classes defined under `hydra_plugins`. They live in `seqlab.sweeps.parallel_launcher` and `seqlab.sweeps.slurm_launcher`."""
 
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from seqlab import parallel
+from seqlab.sweeps import parallel_launcher
 
 
-class ParallelLauncher(parallel.ParallelLauncher):
-    """seqlab.parallel.ParallelLauncher, registered where Hydra looks for plugins."""
+class ParallelLauncher(parallel_launcher.ParallelLauncher):
+    """seqlab.sweeps.parallel_launcher.ParallelLauncher, registered where Hydra looks for plugins."""
 
 
 try:  # the SLURM launcher builds on hydra-submitit-launcher (pip install -e .[cluster])
@@ -18,10 +18,10 @@ except ImportError:
     SlurmQueueConf = None
 
 if SlurmQueueConf is not None:
-    from seqlab import slurm_launcher
+    from seqlab.sweeps import slurm_launcher
 
     class SlurmLauncher(slurm_launcher.SlurmLauncher):
-        """seqlab.slurm_launcher.SlurmLauncher, registered where Hydra looks for plugins."""
+        """seqlab.sweeps.slurm_launcher.SlurmLauncher, registered where Hydra looks for plugins."""
 
     @dataclass
     class SeqlabSlurmConf(SlurmQueueConf):

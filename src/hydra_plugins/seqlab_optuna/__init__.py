@@ -1,10 +1,10 @@
 """`hydra/sweeper=seqlab_optuna`: Hydra accepts sweepers only from classes defined under `hydra_plugins`.
 
-The search itself lives in `seqlab.search`.
+The search itself lives in `seqlab.sweeps.optuna_search`.
 """
 
-from seqlab import search
+from seqlab.sweeps import optuna_search
 
 
-class OptunaSweeper(search.OptunaSweeper):
-    """seqlab.search.OptunaSweeper, registered where Hydra looks for plugins."""
+class OptunaSweeper(optuna_search.OptunaSweeper):
+    """seqlab.sweeps.optuna_search.OptunaSweeper, registered where Hydra looks for plugins."""

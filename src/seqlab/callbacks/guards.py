@@ -7,9 +7,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from seqlab.checkpointing import last_checkpoint
 from seqlab.checks import check_positive
 from seqlab.errors import TrainingError
+from seqlab.rundir.checkpoints import last_checkpoint
 
 
 class NonFiniteLossGuard(L.Callback):

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
-from seqlab.checkpointing import write_text_atomic
+from seqlab.atomic import write_text_atomic
 
 
 class EpochHistory(Checkpoint):

@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir}: no such directory")
-    from seqlab.sweeps import summarize
+    from seqlab.sweeps.summary import summarize
 
     rows = summarize(args.sweep_dir, plots=not args.no_plots)
     if not rows:

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from seqlab.checkpointing import write_text_atomic
+from seqlab.atomic import write_text_atomic
 from seqlab.errors import DataError
 
 log = logging.getLogger(__name__)

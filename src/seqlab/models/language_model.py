@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqlab.checks import check_choice, check_positive
@@ -10,6 +11,7 @@ from seqlab.models.encoder import build_encoder
 from seqlab.models.recurrent import State
 
 STRATEGIES = ("multinomial", "greedy", "top_k")
+SOFTMAXES = ("full", "adaptive")
 
 
 class LanguageModelNet(nn.Module):
@@ -20,6 +22,11 @@ class LanguageModelNet(nn.Module):
     U(-init_range, init_range) as Zaremba did (recurrent cells only: it would flatten layer norms). With
     `cell: transformer` the encoder is causal and its state is a memory of the last `context` embedded
     tokens (`num_heads`, `positions` as in the encoder).
+
+    `softmax: adaptive` replaces the decoder by Grave et al.'s adaptive softmax (`cutoffs` split the
+    vocabulary, most frequent ids first; each tail cluster sees the features through a projection
+    `div_value` times smaller). It is a normalised distribution over the whole vocabulary, so perplexity
+    stays exact; training pays only for the clusters its targets fall in (`target_nll`).
     """
 
     def __init__(
@@ -35,11 +42,19 @@ class LanguageModelNet(nn.Module):
         num_heads: int = 4,
         positions: str = "sinusoidal",
         context: int | None = 128,
+        softmax: str = "full",
+        cutoffs: list[int] | tuple[int, ...] = (2000,),
+        div_value: float = 4.0,
     ) -> None:
         super().__init__()
         check_positive(vocab_size=vocab_size, embed_dim=embed_dim)
+        check_choice("softmax", softmax, SOFTMAXES)
         if tie_weights and embed_dim != hidden_dim:
             raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got {embed_dim} and {hidden_dim}")
+        if tie_weights and softmax == "adaptive":
+            raise ValueError(
+                "tie_weights shares one vocab x dim matrix, which softmax=adaptive does not have"
+            )
         self.drop = nn.Dropout(dropout)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.encoder = build_encoder(
@@ -53,7 +68,12 @@ class LanguageModelNet(nn.Module):
             causal=True,
             context=context,
         )
-        self.decoder = nn.Linear(hidden_dim, vocab_size)
+        self.softmax = softmax
+        self.decoder = (
+            adaptive_softmax(hidden_dim, vocab_size, list(cutoffs), div_value)
+            if softmax == "adaptive"
+            else nn.Linear(hidden_dim, vocab_size)
+        )
         if cell == "transformer":
             # GPT-2's scale: N(0, 1) embeddings (PyTorch's default) swamp the positions and, when tied,
             # make the first logits ~16x too large next to the unit-variance layer-normed features.
@@ -64,10 +84,46 @@ class LanguageModelNet(nn.Module):
             for p in self.parameters():
                 nn.init.uniform_(p, -init_range, init_range)
 
-    def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """ids (B, T) -> logits (B, T, vocab), final state."""
+    def features(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """ids (B, T) -> what the decoder reads (B, T, hidden), final state."""
         out, state = self.encoder(self.drop(self.embedding(ids)), state=state)
-        return self.decoder(self.drop(out)), state
+        return self.drop(out), state
+
+    def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """ids (B, T) -> logits (B, T, vocab), final state (adaptive: log-probabilities, valid logits)."""
+        out, state = self.features(ids, state)
+        if self.softmax == "adaptive":
+            return self.decoder.log_prob(out.flatten(0, 1)).view(*out.shape[:2], -1), state
+        return self.decoder(out), state
+
+    def target_nll(self, ids: Tensor, targets: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Summed negative log-likelihood of `targets` (B, T) given `ids`, final state: the same value as
+        cross-entropy of `forward`'s logits, without the full vocabulary's cost under the adaptive softmax."""
+        out, state = self.features(ids, state)
+        if self.softmax == "adaptive":
+            with torch.autocast(out.device.type, enabled=False):  # its index_copy_ mixes float and bf16
+                return -self.decoder(out.flatten(0, 1).float(), targets.flatten()).output.sum(), state
+        return F.cross_entropy(self.decoder(out).flatten(0, 1), targets.flatten(), reduction="sum"), state
+
+
+def adaptive_softmax(
+    dim: int, vocab_size: int, cutoffs: list[int], div_value: float
+) -> nn.AdaptiveLogSoftmaxWithLoss:
+    if not cutoffs or cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab_size:
+        raise ValueError(
+            f"cutoffs={cutoffs} must increase strictly between 1 and the vocabulary size {vocab_size} "
+            "(ids are ranked by frequency: e.g. [2000, 5000] for PTB's 10000 words)"
+        )
+    if div_value < 1:
+        raise ValueError(
+            f"div_value={div_value} must be at least 1 (each tail's projection is dim / div_value^i)"
+        )
+    if dim // div_value ** len(cutoffs) < 1:
+        raise ValueError(
+            f"div_value={div_value} leaves the last cluster no features ({dim} / {div_value}^{len(cutoffs)} < 1): "
+            "use a smaller div_value or fewer cutoffs"
+        )
+    return nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, cutoffs, div_value=div_value)
 
 
 def detach_state(state: State | None) -> State | None:

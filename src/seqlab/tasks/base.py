@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -11,39 +10,32 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from seqlab.checkpointing import rng_state, set_rng_state
 from seqlab.compat import attached_trainer, is_compiled, total_batch_index
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., Any]
+from seqlab.optimization import Optimization
+from seqlab.seeding import rng_state, set_rng_state
 
 
 class TaskModule(L.LightningModule):
     """Joins a plain `nn.Module` to a loss, metrics and optimization.
 
-    `optimizer` and `scheduler` are partials (Hydra `_partial_: true`) bound to the parameters here.
-    `run_info` (plain data: the composed config, data dims, seqlab version) is stored in every
-    checkpoint under "seqlab", so a checkpoint alone can rebuild its model.
+    `optimization` (seqlab.optimization.Optimization: optimizer and scheduler partials, when the scheduler
+    steps, clipping, accumulation) is bound to the parameters here. `run_info` (plain data: the composed
+    config, data dims, seqlab version) is stored in every checkpoint under "seqlab", so a checkpoint alone
+    can rebuild its model.
     """
 
     def __init__(
         self,
         net: nn.Module,
         *,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: SchedulerFactory | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str = "val/loss",
+        optimization: Optimization | None = None,
         compile: bool = False,
         compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
         self.net = net
         self.compile_net, self.compile_backend = compile, compile_backend  # (nn.Module.compile is a method)
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval  # both from the scheduler group (see build_task)
-        self.scheduler_monitor = scheduler_monitor
+        self.optimization = optimization or Optimization()
         self.run_info: dict[str, Any] = {}
 
     def configure_model(self) -> None:
@@ -62,18 +54,7 @@ class TaskModule(L.LightningModule):
             )
 
     def configure_optimizers(self) -> Any:
-        if self.optimizer_factory is None:
-            raise ValueError(
-                "no optimizer configured: choose one with optimizer=<name> (see conf/optimizer/)"
-            )
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        config = {"scheduler": scheduler, "interval": self.scheduler_interval}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and self.automatic_optimization:
-            config["monitor"] = self.scheduler_monitor  # manual tasks step their schedulers themselves
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return self.optimization.configure(self.parameters(), automatic=self.automatic_optimization)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["seqlab"] = self.run_info
@@ -94,7 +75,7 @@ class TaskModule(L.LightningModule):
         run), at the optimizer step (`global_step`, as the gradient norms), straight to the loggers.
 
         Not through `self.log`: once a step has logged a value there, Lightning converts it again on every
-        later step of the epoch (scripts/profile_step.py: a 1 x 8 RNN's logging, log_step and Lightning's
+        later step of the epoch (scripts/bench/profile_step.py: a 1 x 8 RNN's logging, log_step and Lightning's
         logger connector, fell from 159 to 86 us a step under cProfile without it). Only a progress bar,
         when there is one, gets the value through `self.log`. Epoch means are kept in cheap on-device sums
         instead and logged once an epoch.

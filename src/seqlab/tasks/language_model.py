@@ -10,8 +10,6 @@ from torch import Tensor
 
 from seqlab.checks import (
     check_choice,
-    check_positive,
-    check_positive_number_or_null,
     check_positive_or_null,
     check_probability,
 )
@@ -34,9 +32,9 @@ class LanguageModel(TaskModule):
     `teacher_forcing_ratio` < 1 each input is the true previous word with that probability and the
     model's own previous prediction otherwise (0.0: free running), across chunk and batch boundaries too.
     Evaluation is always teacher-forced. Lightning applies neither clipping nor accumulation under manual
-    optimization, so the task does both: `gradient_clip_val` (the gradient norm, clipped after the
-    callbacks' `on_before_optimizer_step` has seen it) and `accumulate_grad_batches` (counted in chunks;
-    an epoch's remainder is stepped on at its last batch). The configs take both from `trainer.*`.
+    optimization, so the task does both, as `optimization` says (from `trainer.*`): the gradient norm is
+    clipped after the callbacks' `on_before_optimizer_step` has seen it, and accumulation counts chunks
+    (an epoch's remainder is stepped on at its last batch).
     """
 
     def __init__(
@@ -45,21 +43,16 @@ class LanguageModel(TaskModule):
         truncated_bptt_steps: int | None = 35,
         loss_scale: str = "token_mean",
         teacher_forcing_ratio: float = 1.0,
-        gradient_clip_val: float | None = None,
-        accumulate_grad_batches: int = 1,
         **options: Any,
     ) -> None:
-        """`options`: TaskModule's (optimizer, scheduler and their settings, compile)."""
+        """`options`: TaskModule's (optimization, compile)."""
         super().__init__(net, **options)
         check_positive_or_null(truncated_bptt_steps=truncated_bptt_steps)
         check_choice("loss_scale", loss_scale, LOSS_SCALES)
         check_probability(teacher_forcing_ratio, "teacher_forcing_ratio")
-        check_positive_number_or_null(gradient_clip_val=gradient_clip_val)
-        check_positive(accumulate_grad_batches=accumulate_grad_batches)
         self.automatic_optimization = False
         self.truncated_bptt_steps, self.loss_scale = truncated_bptt_steps, loss_scale
         self.teacher_forcing_ratio = teacher_forcing_ratio
-        self.gradient_clip_val, self.accumulate_grad_batches = gradient_clip_val, accumulate_grad_batches
         self.train_nll, self.val_nll, self.test_nll = MeanNLL(), MeanNLL(), MeanNLL()
         self.train_state: State | None = None
         self.eval_state: State | None = None
@@ -101,9 +94,26 @@ class LanguageModel(TaskModule):
 
     def chunk_loss(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """(loss to optimise, summed NLL) for one chunk."""
-        nll_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+        return self.scaled_loss(
+            F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"), targets
+        )
+
+    def scaled_loss(self, nll_sum: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         divisor = targets.numel() if self.loss_scale == "token_mean" else targets.size(0)
         return nll_sum / divisor, nll_sum
+
+    def chunk_step(
+        self, inputs: Tensor, targets: Tensor, state: State | None
+    ) -> tuple[Tensor, Tensor, State]:
+        """(loss, summed NLL, state) of one chunk. Teacher-forced, a LanguageModelNet scores the targets
+        alone (the adaptive softmax then skips the clusters no target is in); otherwise through logits."""
+        if isinstance(self.net, LanguageModelNet) and (
+            self.teacher_forcing_ratio >= 1.0 or not self.training
+        ):
+            nll_sum, state = self.net.target_nll(inputs, targets, state)
+            return (*self.scaled_loss(nll_sum, targets), state)
+        logits, state = self.forward_chunk(inputs, state)
+        return (*self.chunk_loss(logits, targets), state)
 
     def on_train_start(self) -> None:
         # Resumed mid-epoch (Lightning then skips on_train_epoch_start): the streams go on where they were.
@@ -134,15 +144,15 @@ class LanguageModel(TaskModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning runs the callbacks' hook first: gradient norms are logged before this clip, as with
         # automatic optimization.
-        if self.gradient_clip_val:
-            self.clip_gradients(optimizer, self.gradient_clip_val, "norm")
+        if self.optimization.gradient_clip_val:
+            self.clip_gradients(optimizer, self.optimization.gradient_clip_val, "norm")
 
     def _optimizer_step(self) -> None:
         optimizer = self.optimizers()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self._pending_chunks = 0
-        if self.scheduler_interval == "step":
+        if self.optimization.interval == "step":
             self._step_scheduler()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -152,17 +162,16 @@ class LanguageModel(TaskModule):
         for start in range(0, x.size(1), k):
             inputs, targets = x[:, start : start + k], y[:, start : start + k]
             self.train_state = detach_state(self.train_state)
-            logits, self.train_state = self.forward_chunk(inputs, self.train_state)
+            loss, nll_sum, self.train_state = self.chunk_step(inputs, targets, self.train_state)
             if self.train_state is None:
                 raise ConfigError(
                     f"model.net.cell: {type(self.net.encoder).__name__} returns no state, and the language "
                     "model carries it across TBPTT windows; use a cell that returns one (rnn, lstm, gru, "
                     "own_rnn, indrnn, lru, mingru, minlstm, transformer)"
                 )
-            loss, nll_sum = self.chunk_loss(logits, targets)
-            self.manual_backward(loss / self.accumulate_grad_batches)
+            self.manual_backward(loss / self.optimization.accumulate_grad_batches)
             self._pending_chunks += 1
-            if self._pending_chunks == self.accumulate_grad_batches:
+            if self._pending_chunks == self.optimization.accumulate_grad_batches:
                 self._optimizer_step()
             self.train_nll.update(nll_sum, targets.numel())
             total += nll_sum.detach()
@@ -175,7 +184,7 @@ class LanguageModel(TaskModule):
         loss = self.train_nll.compute()
         self.log_dict({"train/loss": loss, "train/ppl": loss.exp()}, sync_dist=True)  # already reduced: no-op
         self.train_nll.reset()
-        if self.scheduler_interval == "epoch":
+        if self.optimization.interval == "epoch":
             self._step_scheduler()
 
     def _step_scheduler(self) -> None:
@@ -183,7 +192,7 @@ class LanguageModel(TaskModule):
         if scheduler is None:
             return
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            val_loss = self.trainer.callback_metrics.get(self.scheduler_monitor)
+            val_loss = self.trainer.callback_metrics.get(self.optimization.monitor)
             if val_loss is not None:
                 scheduler.step(val_loss)
         else:
@@ -191,8 +200,8 @@ class LanguageModel(TaskModule):
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], metric: MeanNLL) -> None:
         x, y = batch
-        logits, self.eval_state = self.net(x, self.eval_state)
-        metric.update(self.chunk_loss(logits, y)[1], y.numel())
+        _, nll_sum, self.eval_state = self.chunk_step(x, y, self.eval_state)
+        metric.update(nll_sum, y.numel())
 
     def _eval_epoch_end(self, stage: str, metric: MeanNLL) -> None:
         loss = metric.compute()

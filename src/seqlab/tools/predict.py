@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.checkpointing import write_text_atomic
+from seqlab.atomic import write_text_atomic
 from seqlab.errors import ConfigError, DataError
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from seqlab.checkpointing import write_text_atomic
+from seqlab.atomic import write_text_atomic
 from seqlab.errors import ConfigError
 
 IDS_FILE = "tracker_ids.json"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Tries what the operating system, the allocator and the data can throw at seqlab, on the real data folder,
+# and prints the one line each case gives (docs/reliability.md lists the guarantees):
+#   SEQLAB_DATA_DIR=../shared/data scripts/cluster/hardening_check.sh
+# Needs MNIST and PTB under $SEQLAB_DATA_DIR; the read-only and full-disk cases mount a tmpfs (root).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+: "${SEQLAB_DATA_DIR:?point SEQLAB_DATA_DIR at the data folder (MNIST/raw, ptb)}"
+WORK=$(mktemp -d)
+trap 'umount "$WORK"/ro "$WORK"/full 2>/dev/null; rm -rf "$WORK"' EXIT
+SMALL=(experiment=mnist_lstm debug=limit print_config=false trainer.enable_progress_bar=false)
+failures=0
+
+expect() {  # name, what the last stderr line must contain, command...
+  local name=$1 want=$2
+  shift 2
+  local line
+  line=$("$@" 2>&1 >/dev/null | grep -v '^$' | grep -v HYDRA_FULL_ERROR | tail -1)
+  if [[ "$line" == *"$want"* && "$line" != *Traceback* ]]; then echo "ok    $name: $line"
+  else echo "FAIL  $name: $line"; failures=$((failures + 1)); fi
+}
+
+expect "checksums of the real files" "match" env SEQLAB_DATA_VERIFY=strict XDG_CACHE_HOME="$WORK/cache" "$PY" -c "
+from pathlib import Path; import os, sys
+from seqlab.data import files, mnist, ptb
+d = Path(os.environ['SEQLAB_DATA_DIR'])
+files.verify_files(d / 'ptb', ptb.FILES, 'Penn Treebank', 'strict')
+files.verify_files(d / 'MNIST' / 'raw', mnist.FILES, 'MNIST', 'strict')
+print('MNIST and PTB files match the published md5s', file=sys.stderr)"
+echo "a run dir under a file" > "$WORK/file"
+expect "run dir under a file" "(ENOTDIR)" "$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/file/run"
+if mkdir -p "$WORK/ro" "$WORK/full" && mount -t tmpfs -o ro,size=1m tmpfs "$WORK/ro" 2>/dev/null \
+   && mount -t tmpfs -o size=200k tmpfs "$WORK/full" 2>/dev/null; then
+  expect "read-only run dir" "(EROFS)" "$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/ro/run"
+  expect "full disk" "(ENOSPC)" "$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/full/run"
+else
+  echo "skip  read-only and full disk: cannot mount a tmpfs here (root needed)"
+fi
+expect "sweep with a failing job" "job 1 (model.net.hidden_dim=-1): ConfigError" \
+  "$PY" -m seqlab.train -m "${SMALL[@]}" model.net.hidden_dim=8,-1 "hydra.sweep.dir=$WORK/sweep"
+expect "PTB batch too large for memory" "lower data.batch_size" \
+  "$PY" -m seqlab.train experiment=ptb_zaremba_small data.batch_size=20000000 debug=fdr print_config=false \
+  "hydra.run.dir=$WORK/ptb"
+"$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/damaged" >/dev/null 2>&1
+rm -f "$WORK/damaged/metrics.json" && echo "half a checkpoint" > "$WORK/damaged/checkpoints/last.ckpt"
+resumed=$("$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/damaged" resume=true trainer.max_epochs=3 2>&1)
+if [[ $? == 0 && -s "$WORK/damaged/metrics.json" && -s "$WORK/damaged/checkpoints/last.ckpt.damaged" ]]; then
+  echo "ok    resume past a damaged last.ckpt: $(grep -o 'resume: .*' <<<"$resumed" | head -1)"
+else echo "FAIL  resume past a damaged last.ckpt: $(tail -1 <<<"$resumed")"; failures=$((failures + 1)); fi
+head -c 40960 /dev/urandom > "$WORK/photo.jpg"
+expect "predict on a binary file" "is not text" "$PY" -m seqlab.predict "ckpt_path=$WORK/any.ckpt" "file=$WORK/photo.jpg"
+echo "$failures case(s) failed"
+exit $((failures > 0))

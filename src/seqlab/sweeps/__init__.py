@@ -1,0 +1,26 @@
+"""A sweep, from launch to summary (one module each):
+
+- launchers: parallel_launcher.py (`hydra/launcher=parallel`, local processes), slurm_launcher.py
+  (`hydra/launcher=slurm`, submit and return) with queue.py (what was submitted, what squeue says);
+- report.py: the default sweeper, which ends a sweep with failed jobs in one line each;
+- callback.py: the Hydra callback that records a failed job's error and calls `summarize` after each job;
+- summary.py: `summarize(sweep_dir)`, built from jobs.py (each job dir's status and metrics),
+  tables.py (Markdown and CSV), over_seeds.py (mean ± std when seeds were swept) and plots.py;
+- optuna_search.py: the Optuna sweeper and pruning callback.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Loaded on first use: Hydra imports the launchers' and sweepers' plugins (which import this package) in
+# every Hydra application, and the summary's modules pull in Lightning.
+_NAMES = {"summarize": "seqlab.sweeps.summary", "SweepSummary": "seqlab.sweeps.callback"}
+__all__ = list(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module 'seqlab.sweeps' has no attribute {name!r}")
+    return getattr(importlib.import_module(_NAMES[name]), name)

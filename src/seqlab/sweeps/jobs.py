@@ -1,0 +1,81 @@
+"""A sweep's jobs: which dirs are jobs, and what each one's files say (status, metrics, best epoch, error)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from seqlab.callbacks.history import read_history
+from seqlab.rundir.checkpoints import last_checkpoint
+from seqlab.rundir.claims import held_by_another_live_process
+from seqlab.rundir.records import ERROR_FILE, STOPPED
+
+RETRIED_FILE = "retried_as"  # in a job dir whose trial a resumed search ran again: the retry's job number
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Job dirs (those with a `.hydra/config.yaml`), in job-number order; a job another one retried
+    (`RETRIED_FILE` names it) is left out."""
+    dirs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml")]
+    dirs = [d for d in dirs if not (d / RETRIED_FILE).is_file()]
+    return sorted(dirs, key=lambda d: job_order(d.name))
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, str]:
+    """A job's command-line overrides as key -> value (`+` and `~` prefixes dropped)."""
+    return dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+
+
+def job_order(name: str) -> tuple[bool, int, str]:
+    """Numbered jobs first, by number (Hydra's 0, 1, ..., 10), then any others by name."""
+    return (not name.isdigit(), int(name) if name.isdigit() else 0, name)
+
+
+def read_job(job_dir: Path) -> dict[str, Any]:
+    """One job: its overrides, status (done | failed | pruned | running | interrupted (resumable) |
+    incomplete; `seqlab.sweeps.queue.with_queue` adds pending), final metrics, best epoch, error. Running:
+    claimed by a live process. Interrupted: no metrics but a last.ckpt, and no error other than a stop
+    signal (a SIGKILL leaves none)."""
+    cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    metric, mode = cfg.get("optimized_metric"), cfg.get("optimized_mode", "max")
+    history = read_history(job_dir / "history.csv")
+    row: dict[str, Any] = {
+        "job": job_dir.name,
+        "overrides": overrides,
+        "metric": metric,
+        "history": history,
+        "epochs": len(history),
+    }
+    scored = [h for h in history if metric in h and not math.isnan(h[metric])]
+    if scored:
+        pick = max if mode == "max" else min
+        row["best_epoch"] = int(pick(scored, key=lambda h: h[metric])["epoch"])
+    metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
+    if metrics_file.is_file():
+        row["status"] = "done"
+        row["metrics"] = json.loads(metrics_file.read_text())
+    elif held_by_another_live_process(job_dir):
+        row["status"] = "running"
+    elif last_checkpoint(job_dir).is_file() and (
+        not error_file.is_file() or STOPPED in json.loads(error_file.read_text())["message"]
+    ):
+        row["status"] = "interrupted (resumable)"
+        row["error"] = (
+            f"stopped or killed after {len(history)} whole epochs: rerun the sweep with resume=true to continue"
+        )
+    elif error_file.is_file():
+        error = json.loads(error_file.read_text())
+        row["status"] = "pruned" if error["type"] == "TrialPruned" else "failed"
+        row["error"] = f"{error['type']}: {error['message']}"
+    else:
+        row["status"] = "incomplete"
+        row["error"] = (
+            f"no metrics.json and no error recorded: killed, or still running ({len(history)} epochs done)"
+        )
+    return row
