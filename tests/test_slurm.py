@@ -27,7 +27,7 @@ def slurm_answers() -> str:
     return ""
 
 
-pytestmark = [
+SLURM_TEST_MARKS = [  # also test_slurm_sweeps.py's
     pytest.mark.slow,
     pytest.mark.skipif(bool(slurm_answers()), reason=slurm_answers() or "slurm"),
     pytest.mark.skipif(
@@ -35,6 +35,7 @@ pytestmark = [
         reason="needs pip install -e .[cluster]",
     ),
 ]
+pytestmark = SLURM_TEST_MARKS
 
 JOB = [  # one CPU per job, one thread: a resumed run sums in the order of an uninterrupted one
     "experiment=mnist_lstm",

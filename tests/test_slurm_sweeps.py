@@ -4,7 +4,6 @@ submitit cannot tell a cancelled job's state, so its launcher could wait forever
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,16 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, TINY_MNIST, metrics_of, read_summary, sweep_command, train_cli
-from tests.test_slurm import LAUNCHER, finish, slurm_answers, start_sweep
+from tests.test_slurm import LAUNCHER, SLURM_TEST_MARKS, finish, start_sweep
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(bool(slurm_answers()), reason=slurm_answers() or "slurm"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
-        reason="needs pip install -e .[cluster]",
-    ),
-]
+pytestmark = SLURM_TEST_MARKS
 
 
 def sweep_cmd(args: list[str], sweep_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:

@@ -66,12 +66,14 @@ def described(run_dir: Path) -> dict:
         if not str(o).startswith(("experiment=", "hydra.", "trainer.max_time"))
     ]
     wall_file = run_dir / "command_wall_time_s.txt"
+    points = curve(run_dir)
     return {
         "experiment": cfg.task_name,
         "overrides": f" ({', '.join(f'`{o}`' for o in shown)})" if shown else "",
         "model": model,
         "optimizer": optimizer + f", clip {cfg.trainer.gradient_clip_val}",
-        "epochs": len(curve(run_dir)),
+        "curve": points,
+        "epochs": len(points),
         "val": metrics["val/ppl"],
         "test": metrics["test/ppl"],
         "wall": float(wall_file.read_text()) if wall_file.is_file() else float("nan"),
@@ -90,13 +92,13 @@ def report(runs: Path, out: Path) -> None:
     rows = [described(d) for d in dirs]
     budget = rows[0]["wall"]
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for run_dir in dirs:
-        points = curve(run_dir)
+    for run_dir, row in zip(dirs, rows, strict=True):
+        points = row["curve"]
         label = run_dir.name if run_dir.parent == runs else f"tried: {run_dir.name}"
         style = {"linestyle": ":", "alpha": 0.6} if run_dir in tried else {}
         axes.plot([t / 60 for t, _ in points], [p for _, p in points], marker="o", label=label, **style)
     axes.axvline(budget / 60, color="grey", linestyle="--", label="Zaremba-small's wall time")
-    axes.axhline(90, color="grey", linestyle=":", label="90 perplexity")
+    axes.axhline(GOAL, color="grey", linestyle=":", label=f"{GOAL} perplexity")
     axes.set(xlabel="wall time (min)", ylabel="validation perplexity", ylim=(70, 250), yscale="log")
     axes.legend()
     figure.tight_layout()

@@ -63,7 +63,7 @@ def job_error(result: JobReturn) -> Any:
 
 def as_completed(result: JobReturn, return_value: Any = None) -> JobReturn:
     """A copy of a job's result marked completed with `return_value` (a sweeper then goes on)."""
-    return replace(result, status=JobStatus.COMPLETED, _return_value=return_value)
+    return with_return_value(result, return_value, status=JobStatus.COMPLETED)
 
 
 def failed_job(overrides: list[str], error: BaseException) -> JobReturn:

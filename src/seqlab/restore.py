@@ -54,17 +54,17 @@ def check_state_fits(task: TaskModule, state_dict: dict[str, torch.Tensor], sour
         )
 
 
-# Settings older checkpoints stored where the current code takes them from elsewhere: (group, key, why).
+# Settings older checkpoints stored where the current code takes them from elsewhere: (group, key).
 MOVED_SETTINGS = (
-    ("model", "gradient_clip_val", "a copy of trainer.gradient_clip_val; seqlab.optimization reads it there"),
-    ("model", "accumulate_grad_batches", "a copy of trainer.accumulate_grad_batches, read there now"),
+    ("model", "gradient_clip_val"),  # copies of the trainer's, which seqlab.optimization reads now
+    ("model", "accumulate_grad_batches"),
 )
 
 
 def upgraded(run_cfg: DictConfig) -> DictConfig:
     """A stored config as the current code builds it: copies that older checkpoints kept are dropped."""
     with open_dict(run_cfg):
-        for group, key, _ in MOVED_SETTINGS:
+        for group, key in MOVED_SETTINGS:
             if group in run_cfg and key in run_cfg[group]:
                 run_cfg[group].pop(key)
     return run_cfg

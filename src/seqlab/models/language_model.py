@@ -103,7 +103,12 @@ class LanguageModelNet(nn.Module):
         if self.softmax == "adaptive":
             with torch.autocast(out.device.type, enabled=False):  # its index_copy_ mixes float and bf16
                 return -self.decoder(out.flatten(0, 1).float(), targets.flatten()).output.sum(), state
-        return F.cross_entropy(self.decoder(out).flatten(0, 1), targets.flatten(), reduction="sum"), state
+        return summed_nll(self.decoder(out), targets), state
+
+
+def summed_nll(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy of (B, T, vocab) logits against (B, T) targets, summed over every token."""
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
 
 
 def adaptive_softmax(

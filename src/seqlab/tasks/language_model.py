@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from seqlab.checks import (
@@ -15,7 +14,7 @@ from seqlab.checks import (
 )
 from seqlab.compat import attached_trainer
 from seqlab.errors import ConfigError
-from seqlab.models.language_model import LanguageModelNet, detach_state, move_state
+from seqlab.models.language_model import LanguageModelNet, detach_state, move_state, summed_nll
 from seqlab.models.recurrent import State
 from seqlab.tasks.base import MeanNLL, TaskModule
 
@@ -94,9 +93,7 @@ class LanguageModel(TaskModule):
 
     def chunk_loss(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """(loss to optimise, summed NLL) for one chunk."""
-        return self.scaled_loss(
-            F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"), targets
-        )
+        return self.scaled_loss(summed_nll(logits, targets), targets)
 
     def scaled_loss(self, nll_sum: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         divisor = targets.numel() if self.loss_scale == "token_mean" else targets.size(0)
