@@ -13,7 +13,7 @@ from seqlab.data import DataError, IMDBDataModule
 from seqlab.data.imdb_source import safe_extract
 from seqlab.data.text import build_vocab, encode, read_csv, tokenize
 from seqlab.errors import ConfigError
-from seqlab.models import BagOfEmbeddings
+from seqlab.models import BagOfEmbeddings, SequenceClassifierNet
 from seqlab.tools.predict import predict_from_checkpoint as predict
 from tests.conftest import make_imdb
 from tests.helpers import EXPERIMENTS
@@ -307,20 +307,76 @@ def test_bigrams_extend_vocabulary_and_rows():
     assert add_bigrams([[2, 3, 2, 3], [3, 4], [4]], extended) == [[2, 3, 2, 3, 5, 5], [3, 4], [4]]
 
 
-def test_ngrams_setting_reaches_predict_encoding(make_cfg, tmp_path, monkeypatch):
+def test_aligned_bigrams_put_beside_each_word_the_known_pair_it_starts():
+    from seqlab.data.text import add_bigram_vocab, align_bigrams
+    from seqlab.data.vocab import Vocabulary
+
+    vocab = add_bigram_vocab(Vocabulary(["<pad>", "<unk>", "not", "good", "bad"]), [[2, 3], [2, 3]], 2)
+    not_good = vocab.stoi["not good"]
+    aligned = align_bigrams([[2, 3, 4, 2, 3], [3], [4, 2]], vocab)
+    assert aligned[0].tolist() == [
+        [2, not_good],
+        [3, 0],
+        [4, 0],
+        [2, not_good],
+        [3, 0],
+    ]  # "good bad": unknown
+    assert aligned[1].tolist() == [[3, 0]] and aligned[2].tolist() == [[4, 0], [2, 0]]
+    assert align_bigrams([], vocab) == []
+
+
+def test_aligned_pairs_reach_the_model_as_added_embeddings():
+    """(B, T, 2) ids: a step's input is its word's embedding plus its pair's; a pad pair adds nothing."""
+    torch.manual_seed(0)
+    net = SequenceClassifierNet(2, vocab_size=20, embed_dim=6, hidden_dim=5, pooling="max").eval()
+    words = torch.randint(2, 20, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    no_pairs = torch.stack([words, torch.zeros_like(words)], -1)
+    assert torch.allclose(net(no_pairs, mask), net(words, mask))
+    with_pairs = torch.stack([words, torch.randint(2, 20, (3, 7))], -1)
+    assert not torch.allclose(net(with_pairs, mask), net(words, mask))
+    bag = BagOfEmbeddings(20, 2).eval()  # the bag reads the pairs as more items of its bag
+    assert torch.allclose(bag(with_pairs), bag(with_pairs.flatten(1)))
+
+
+def test_embed_dropout_drops_words_in_training_only():
+    torch.manual_seed(0)
+    net = SequenceClassifierNet(2, vocab_size=20, embed_dim=6, hidden_dim=5, embed_dropout=0.5)
+    words = torch.randint(2, 20, (3, 7))
+    plain = SequenceClassifierNet(2, vocab_size=20, embed_dim=6, hidden_dim=5)
+    plain.load_state_dict(net.state_dict())
+    assert torch.equal(net.eval()(words), plain.eval()(words))
+    assert not torch.equal(net.train()(words), plain.train()(words))
+    with pytest.raises(ValueError, match="embed_dropout"):
+        SequenceClassifierNet(2, vocab_size=20, embed_dim=6, embed_dropout=1.5)
+
+
+@pytest.fixture
+def encoded(monkeypatch) -> list:
+    """What IMDBDataModule.encode_texts returns, call by call (what `predict` feeds the model)."""
+    calls = []
+    real_encode = IMDBDataModule.encode_texts
+    monkeypatch.setattr(
+        IMDBDataModule, "encode_texts", lambda dm, texts: calls.append(real_encode(dm, texts)) or calls[-1]
+    )
+    return calls
+
+
+def test_aligned_pairs_train_and_predict_from_the_checkpoint(make_cfg, tmp_path, encoded):
+    cfg = make_cfg("experiment=imdb_bilstm_pairs", "debug=limit", *TINY, output_dir=tmp_path / "pairs")
+    pipeline.train(cfg)
+    ckpt = next((tmp_path / "pairs" / "checkpoints").glob("epoch_*.ckpt"))
+    out = predict(make_cfg(f"ckpt_path={ckpt}", "text='not good at all'", config_name="predict"))
+    assert len(out) == 1 and encoded[0][0].shape == (4, 2)  # the checkpoint's layout: words and pairs
+
+
+def test_ngrams_setting_reaches_predict_encoding(make_cfg, tmp_path, encoded):
     """A bigram model's checkpoint, through `predict`: the review is encoded with its bigram ids."""
     cfg = make_cfg("experiment=imdb_bag", "debug=limit", *TINY, "data.ngrams=2", output_dir=tmp_path / "bi")
     pipeline.train(cfg)
     ckpt = next((tmp_path / "bi" / "checkpoints").glob("epoch_*.ckpt"))
     itos = torch.load(ckpt, weights_only=True)["IMDBDataModule"]["vocab"]["itos"]
     pair = next(t for t in itos if " " in t)
-    encoded = []
-    real_encode = IMDBDataModule.encode_texts
-    monkeypatch.setattr(
-        IMDBDataModule,
-        "encode_texts",
-        lambda dm, texts: encoded.append(real_encode(dm, texts)) or encoded[-1],
-    )
     predict(make_cfg(f"ckpt_path={ckpt}", f"text='{pair}'", config_name="predict"))
     assert encoded and encoded[0][0][-1] == itos.index(pair)
 

@@ -43,6 +43,7 @@ from seqlab.errors import DataError
 log = logging.getLogger(__name__)
 LABEL_NAMES = ("neg", "pos")
 PADDING_SIDES = ("left", "right")
+NGRAM_LAYOUTS = {"bag": "pairs after the words", "aligned": "beside each word, the pair it starts"}
 CACHE_FORMAT = 1
 
 
@@ -89,6 +90,7 @@ class IMDBDataModule(L.LightningDataModule):
         remove_stop_words: bool = False,
         max_length: int | None = 400,
         ngrams: int = 1,
+        ngram_layout: str = "bag",
         padding_side: str = "right",
         bucket: bool = True,
         pad_to_max_length: bool = False,
@@ -106,6 +108,7 @@ class IMDBDataModule(L.LightningDataModule):
         check_positive(batch_size=batch_size, val_size=val_size, min_freq=min_freq)
         check_positive_or_null(eval_batch_size=eval_batch_size, max_size=max_size, max_length=max_length)
         check_choice("ngrams", ngrams, {1: "words", 2: "words + word pairs"})
+        check_choice("ngram_layout", ngram_layout, NGRAM_LAYOUTS)
         if pad_to_max_length and not max_length:
             raise ValueError("pad_to_max_length=true needs a max_length")
         self.folder = Path(data_dir) / "imdb"
@@ -120,6 +123,7 @@ class IMDBDataModule(L.LightningDataModule):
             "remove_stop_words": remove_stop_words,
             "max_length": max_length,
             "ngrams": ngrams,
+            "ngram_layout": ngram_layout,
         }
         self.padding_side, self.bucket, self.pad_to_max_length = padding_side, bucket, pad_to_max_length
         self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
@@ -155,10 +159,17 @@ class IMDBDataModule(L.LightningDataModule):
     def encode_texts(self, texts: list[str]) -> list[list[int]]:
         """Raw reviews -> ids with this module's vocabulary and settings; an empty review reads as `<unk>`.
 
-        With `ngrams: 2` each review's word ids are followed by the ids of its known word pairs.
+        With `ngrams: 2` each review's known word pairs join it: their ids after the words (`ngram_layout:
+        bag`), or beside each word the id of the pair it starts, a (length, 2) row (`aligned`).
         """
-        rows = self._encode_words(texts)
-        return text.add_bigrams(rows, self.vocab) if self.settings["ngrams"] == 2 else rows
+        return self._add_pairs(self._encode_words(texts))
+
+    def _add_pairs(self, rows: list[list[int]]) -> list:
+        if self.settings["ngrams"] == 1:
+            return rows
+        if self.settings["ngram_layout"] == "aligned":
+            return text.align_bigrams(rows, self.vocab)
+        return text.add_bigrams(rows, self.vocab)
 
     def _build(self) -> dict[str, Any]:
         parts = split_reviews(read_source(self.folder), self.split, self.split_seed, self.val_size)
@@ -169,7 +180,7 @@ class IMDBDataModule(L.LightningDataModule):
         rows = {split: self._encode_words(split_texts) for split, (split_texts, _) in parts.items()}
         if s["ngrams"] == 2:
             self.vocab = text.add_bigram_vocab(self.vocab, rows["train"], s["min_freq"])
-            rows = {split: text.add_bigrams(split_rows, self.vocab) for split, split_rows in rows.items()}
+            rows = {split: self._add_pairs(split_rows) for split, split_rows in rows.items()}
         data: dict[str, Any] = {"itos": self.vocab.itos}
         for split, split_rows in rows.items():
             data[split] = {
@@ -240,11 +251,12 @@ class IMDBDataModule(L.LightningDataModule):
 
     # -- batches ------------------------------------------------------------------------------------
     def collate(self, rows: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """Pad to the longest row (or to max_length) on `padding_side`; mask is True on real tokens."""
+        """Pad to the longest row (or to max_length) on `padding_side`; mask is True on real tokens.
+        Aligned word pairs' (length, 2) rows give ids of shape (batch, width, 2)."""
         width = max(len(r) for r in rows)
         if self.pad_to_max_length:  # rows with word pairs (ngrams: 2) may be longer than max_length
             width = max(width, self.settings["max_length"])
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        ids = torch.zeros(len(rows), width, *rows[0].shape[1:], dtype=torch.long)
         mask = torch.zeros(len(rows), width, dtype=torch.bool)
         for i, row in enumerate(rows):
             span = slice(0, len(row)) if self.padding_side == "right" else slice(width - len(row), width)

@@ -180,18 +180,33 @@ def add_bigram_vocab(vocab: Vocabulary, rows: list[list[int]], min_freq: int) ->
     )
 
 
+def pair_ids(rows: list[list[int]], vocab: Vocabulary) -> list[np.ndarray]:
+    """For each row, the vocabulary id of each adjacent word pair (w_t, w_t+1); 0 where it holds none."""
+    if not rows:
+        return []
+    base = len(vocab)
+    keys, _ = _pair_keys(rows, base)
+    ids = np.zeros(len(keys), dtype=np.int64)
+    bigrams = [(i, token.split(" ")) for i, token in enumerate(vocab.itos) if " " in token]
+    if bigrams:
+        table_keys = np.array([vocab.stoi[a] * base + vocab.stoi[b] for _, (a, b) in bigrams], dtype=np.int64)
+        order = np.argsort(table_keys)
+        table_keys, table_ids = table_keys[order], np.array([i for i, _ in bigrams])[order]
+        pos = np.clip(np.searchsorted(table_keys, keys), 0, len(table_keys) - 1)
+        hit = table_keys[pos] == keys
+        ids[hit] = table_ids[pos[hit]]
+    return np.split(ids, np.cumsum([max(len(r) - 1, 0) for r in rows])[:-1])
+
+
 def add_bigrams(rows: list[list[int]], vocab: Vocabulary) -> list[list[int]]:
     """Append to each row the ids of its word pairs that the vocabulary holds (a bag of n-grams)."""
-    bigrams = [(i, token.split(" ")) for i, token in enumerate(vocab.itos) if " " in token]
-    if not bigrams:
-        return rows
-    base = len(vocab)
-    table_keys = np.array([vocab.stoi[a] * base + vocab.stoi[b] for _, (a, b) in bigrams], dtype=np.int64)
-    order = np.argsort(table_keys)
-    table_keys, table_ids = table_keys[order], np.array([i for i, _ in bigrams])[order]
-    keys, owner = _pair_keys(rows, base)
-    pos = np.clip(np.searchsorted(table_keys, keys), 0, len(table_keys) - 1)
-    hit = table_keys[pos] == keys
-    found, found_owner = table_ids[pos[hit]], owner[hit]
-    splits = np.searchsorted(found_owner, np.arange(1, len(rows)))
-    return [row + extra.tolist() for row, extra in zip(rows, np.split(found, splits), strict=True)]
+    return [row + pairs[pairs > 0].tolist() for row, pairs in zip(rows, pair_ids(rows, vocab), strict=True)]
+
+
+def align_bigrams(rows: list[list[int]], vocab: Vocabulary) -> list[np.ndarray]:
+    """Each row as a (length, 2) array: its word ids and, beside each word, the id of the word pair it
+    starts (0 where the vocabulary holds none, and after the last word): a region of two words a step."""
+    return [
+        np.stack([np.asarray(row, dtype=np.int64), np.append(pairs, 0)[: len(row)]], axis=1)
+        for row, pairs in zip(rows, pair_ids(rows, vocab), strict=True)
+    ]

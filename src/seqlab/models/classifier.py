@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from seqlab.checks import check_choice, check_dropout, check_positive
+from seqlab.models.awd import embedding_dropout
 from seqlab.models.base import Encoder
 from seqlab.models.encoder import build_encoder
 
@@ -16,13 +17,15 @@ POOLINGS = ("last", "mean", "max", "none")
 class SequenceClassifierNet(nn.Module):
     """(optional embedding) -> encoder (a recurrent cell or `transformer`) -> pooling -> linear head.
 
-    Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`).
+    Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`):
+    (B, T), or (B, T, K) with K ids a step (a word and the word pair it starts) whose embeddings add up.
     Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`;
     `none` gives every step its own output, (B, T, num_classes). `num_classes: 1` makes it a regressor.
     The mask may lie on the host while the inputs are on a GPU.
     `num_heads` and `positions` configure the transformer encoder. `dropout` acts between stacked
-    layers; `input_dropout` on the encoder's inputs (the embeddings) and `output_dropout` on the pooled
-    features regularize one-layer models too.
+    layers; `embed_dropout` drops whole words (rows of the embedding), `input_dropout` acts on the
+    encoder's inputs (the embeddings) and `output_dropout` on the pooled features: these regularize
+    one-layer models too.
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class SequenceClassifierNet(nn.Module):
         hidden_dim: int = 128,
         num_layers: int = 1,
         dropout: float = 0.0,
+        embed_dropout: float = 0.0,
         input_dropout: float = 0.0,
         output_dropout: float = 0.0,
         bidirectional: bool = False,
@@ -47,6 +51,7 @@ class SequenceClassifierNet(nn.Module):
         super().__init__()
         check_choice("pooling", pooling, POOLINGS)
         check_positive(num_classes=num_classes)
+        check_dropout(embed_dropout, "embed_dropout")
         check_dropout(input_dropout, "input_dropout")
         check_dropout(output_dropout, "output_dropout")
         if vocab_size is not None:
@@ -59,7 +64,7 @@ class SequenceClassifierNet(nn.Module):
             )
         else:
             self.embedding = None
-        self.pooling = pooling
+        self.pooling, self.embed_dropout = pooling, embed_dropout
         self.encoder = build_encoder(
             input_dim=input_dim,
             hidden_dim=hidden_dim,
@@ -77,7 +82,9 @@ class SequenceClassifierNet(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if self.embedding is not None:
-            x = self.embedding(x)
+            x = embedding_dropout(self.embedding, x, self.embed_dropout, self.training)
+            if x.dim() == 4:  # several ids a step: their embeddings add up
+                x = x.sum(2)
         out, state = self.encoder(self.input_drop(x), mask)
         if mask is not None:
             mask = mask.to(out.device, non_blocking=True)  # it may come from the host
@@ -118,7 +125,7 @@ class BagOfEmbeddings(nn.Module):
 
     def sentence_vectors(self, ids: Tensor) -> Tensor:
         """(B, T) word ids -> (B, embed_dim): the mean of each text's word embeddings (padding left out)."""
-        return self.embedding(ids)
+        return self.embedding(ids.flatten(1))  # aligned word pairs (B, T, 2) join the bag too
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.head(self.drop(self.sentence_vectors(ids)))
