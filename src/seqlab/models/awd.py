@@ -34,7 +34,7 @@ def embedding_dropout(embedding: nn.Embedding, ids: Tensor, p: float, training: 
         return embedding(ids)
     weight = embedding.weight
     mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)
-    return F.embedding(ids, weight * mask, embedding.padding_idx)
+    return embedding(ids) * mask[ids]  # the rows looked up, not the whole matrix: large vocabularies
 
 
 class WeightDropLSTM(nn.Module):
