@@ -340,6 +340,19 @@ def test_jobs_that_differ_only_by_seed_are_summarized_once_with_mean_std_and_n(t
     assert (sweep_dir / "val_acc_vs_model_net_hidden_dim.png").exists()
 
 
+def test_a_run_made_alone_and_its_seeds_made_by_a_named_sweep_are_one_configuration():
+    from seqlab.sweeps.tables import swept_params
+
+    alone = {"overrides": ["experiment=imdb_bilstm_pairs", "seed=0"]}
+    swept = [
+        {"overrides": ["experiment=imdb_bilstm_pairs", f"seed={s}", "sweep=imdb_region_inputs"]}
+        for s in (1, 2)
+    ]
+    assert swept_params([alone, *swept]) == ["seed"]
+    other = {"overrides": ["experiment=imdb_bilstm_best", "seed=0", "+sweep=imdb_region_inputs"]}
+    assert swept_params([alone, *swept, other]) == ["experiment", "seed"]
+
+
 @pytest.mark.parametrize("choice", ["sweep=mnist_cells", "+sweep=mnist_cells"])
 def test_a_named_sweep_is_chosen_as_sweep_or_as_the_older_plus_sweep(choice):
     shown = subprocess.run(

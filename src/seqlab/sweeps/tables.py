@@ -13,12 +13,18 @@ from seqlab.atomic import write_text_atomic
 from seqlab.sweeps.jobs import parse_overrides
 
 
+# Names the sweep that launched a job: it sets Hydra's sweep settings, not the job's configuration, so a
+# run made on its own and the same run made by `sweep=<name>` are one configuration.
+SWEEP_SELECTOR = "sweep"
+
+
 def swept_params(rows: list[dict[str, Any]]) -> list[str]:
-    """Override keys whose value differs between jobs."""
+    """Override keys whose value differs between jobs (`sweep` itself is not one)."""
     values: dict[str, set[str]] = {}
     for row in rows:
         for k, v in parse_overrides(row["overrides"]).items():
-            values.setdefault(k, set()).add(v)
+            if k != SWEEP_SELECTOR:
+                values.setdefault(k, set()).add(v)
     keys = [
         k
         for k, v in values.items()
