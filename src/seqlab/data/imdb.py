@@ -29,8 +29,7 @@ from seqlab.data.imdb_source import (
     split_reviews,
 )
 from seqlab.data.sharding import (
-    MakeBatches,
-    chunks,
+    bucket_batches,
     loader_generator,
     pin_memory,
     rank_batches,
@@ -45,23 +44,6 @@ LABEL_NAMES = ("neg", "pos")
 PADDING_SIDES = ("left", "right")
 NGRAM_LAYOUTS = {"bag": "pairs after the words", "aligned": "beside each word, the pair it starts"}
 CACHE_FORMAT = 1
-
-
-def bucket_batches(lengths: Tensor, batch_size: int, pool: int = 50) -> MakeBatches:
-    """Batches of similar length, to cut padding: shuffle, sort pools of `pool` batches by length, shuffle
-    the batches. Without a generator (evaluation): one deterministic pass, longest last."""
-
-    def make(generator: torch.Generator | None) -> list[list[int]]:
-        if generator is None:
-            return chunks(torch.argsort(lengths, stable=True), batch_size)
-        order = torch.randperm(len(lengths), generator=generator)
-        batches: list[list[int]] = []
-        for start in range(0, len(order), batch_size * pool):
-            chunk = order[start : start + batch_size * pool]
-            batches += chunks(chunk[torch.argsort(lengths[chunk], stable=True)], batch_size)
-        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-    return make
 
 
 class IMDBDataModule(L.LightningDataModule):

@@ -84,6 +84,23 @@ def shuffled_batches(n: int, batch_size: int) -> MakeBatches:
     return make
 
 
+def bucket_batches(lengths: torch.Tensor, batch_size: int, pool: int = 50) -> MakeBatches:
+    """Batches of similar length, to cut padding: shuffle, sort pools of `pool` batches by length, shuffle
+    the batches. Without a generator (evaluation): one deterministic pass, longest last."""
+
+    def make(generator: torch.Generator | None) -> list[list[int]]:
+        if generator is None:
+            return chunks(torch.argsort(lengths, stable=True), batch_size)
+        order = torch.randperm(len(lengths), generator=generator)
+        batches: list[list[int]] = []
+        for start in range(0, len(order), batch_size * pool):
+            chunk = order[start : start + batch_size * pool]
+            batches += chunks(chunk[torch.argsort(lengths[chunk], stable=True)], batch_size)
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+    return make
+
+
 class RankBatches(Sampler[list[int]]):
     """This rank's batches of an epoch. Training (`shuffle`) drops the last `< world` batches so that every
     rank takes the same number of steps; evaluation keeps them all (each example is scored exactly once),

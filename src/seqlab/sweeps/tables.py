@@ -12,7 +12,6 @@ from typing import Any
 from seqlab.atomic import write_text_atomic
 from seqlab.sweeps.jobs import parse_overrides
 
-
 # Names the sweep that launched a job: it sets Hydra's sweep settings, not the job's configuration, so a
 # run made on its own and the same run made by `sweep=<name>` are one configuration.
 SWEEP_SELECTOR = "sweep"
