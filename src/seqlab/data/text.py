@@ -159,20 +159,20 @@ def read_folder(folder: Path) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-def _pair_keys(rows: list[list[int]], base: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every adjacent id pair (a, b) as the key a * base + b, and the row each pair belongs to."""
+def _pair_keys(rows: list[list[int]], base: int) -> np.ndarray:
+    """Every adjacent id pair (a, b) as the key a * base + b, row after row."""
     lengths = np.array([max(len(r) - 1, 0) for r in rows])
     flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if rows else np.zeros(0, np.int64)
     starts = np.cumsum([0] + [len(r) for r in rows])[:-1]
     first = (
         np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths, strict=True)]) if rows else flat
     )
-    return flat[first] * base + flat[first + 1], np.repeat(np.arange(len(rows)), lengths)
+    return flat[first] * base + flat[first + 1]
 
 
 def add_bigram_vocab(vocab: Vocabulary, rows: list[list[int]], min_freq: int) -> Vocabulary:
     """The vocabulary plus every adjacent word pair seen `min_freq` times in `rows`, as "w1 w2" tokens."""
-    keys, _ = _pair_keys(rows, len(vocab))
+    keys = _pair_keys(rows, len(vocab))
     unique, counts = np.unique(keys, return_counts=True)
     kept = unique[counts >= min_freq][np.argsort(-counts[counts >= min_freq], kind="stable")]
     return Vocabulary(
@@ -185,7 +185,7 @@ def pair_ids(rows: list[list[int]], vocab: Vocabulary) -> list[np.ndarray]:
     if not rows:
         return []
     base = len(vocab)
-    keys, _ = _pair_keys(rows, base)
+    keys = _pair_keys(rows, base)
     ids = np.zeros(len(keys), dtype=np.int64)
     bigrams = [(i, token.split(" ")) for i, token in enumerate(vocab.itos) if " " in token]
     if bigrams:
