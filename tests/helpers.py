@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from seqlab import Encoder
+from seqlab import Encoder, register_encoder
 from seqlab.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,8 +227,10 @@ class BatchScores(L.Callback):
         BatchScores.rows.append((float(loss), int((logits.argmax(-1) == batch[1]).sum()), len(batch[1])))
 
 
+@register_encoder("mean_so_far")
 class MeanSoFarEncoder(Encoder):
-    """A user's own cell, as a project outside seqlab would write one: the running mean of a projection."""
+    """A user's own cell, as a project outside seqlab would write one: the running mean of a projection,
+    registered by name for code that is not installed (an installed package uses an entry point)."""
 
     def __init__(self, input_dim: int, hidden_dim: int, **unused) -> None:
         super().__init__()

@@ -53,11 +53,10 @@ def test_pooled_self_attention_is_permutation_invariant(pooling):
         3,
         vocab_size=30,
         embed_dim=16,
-        cell="transformer",
+        cell={"name": "transformer", "positions": "none"},
         hidden_dim=16,
         num_layers=2,
         pooling=pooling,
-        positions="none",
     ).eval()
     ids, perm = torch.randint(1, 30, (4, 9)), torch.randperm(9)
     torch.testing.assert_close(net(ids[:, perm]), net(ids), rtol=1e-5, atol=1e-5)
@@ -83,7 +82,7 @@ def test_position_wise_feed_forward_is_a_kernel_size_one_convolution():
 
 def test_causal_transformer_lm_ignores_the_future_and_remembers_its_context():
     torch.manual_seed(0)
-    lm = LanguageModelNet(20, 16, 16, num_layers=2, cell="transformer", context=8).eval()
+    lm = LanguageModelNet(20, 16, 16, num_layers=2, cell={"name": "transformer", "context": 8}).eval()
     ids = torch.randint(0, 20, (2, 6))
     full, _ = lm(ids)
     changed = ids.clone()

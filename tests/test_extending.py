@@ -1,11 +1,12 @@
-"""A project built on seqlab: its own configs (SEQLAB_CONFIG_PATH, --config-dir), its own code named by
-`_target_`, and the trust a checkpoint's config needs before a tool builds that code."""
+"""A project built on seqlab: its own configs (SEQLAB_CONFIG_PATH, --config-dir), its own cells registered
+by name, its own code named by `_target_`, and the trust a checkpoint's config needs before a tool builds it."""
 
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import seqlab
 from seqlab import pipeline, restore
@@ -13,7 +14,7 @@ from seqlab.errors import ConfigError
 from tests.helpers import seqlab_cli
 
 LIMIT = ["debug=limit", "data.val_size=40", "data.batch_size=16"]
-OWN_CELL = "model.net.cell={_target_:tests.helpers.MeanSoFarEncoder,_partial_:true}"
+OWN_CELL = "model.net.cell=mean_so_far"  # registered by tests.helpers
 
 
 def test_the_public_api_resolves_without_importing_lightning():
@@ -23,22 +24,55 @@ def test_the_public_api_resolves_without_importing_lightning():
     assert out.split() == ["False", seqlab.__version__]
 
 
-def test_a_users_cell_trains_and_a_tool_restores_it_only_when_trusted(make_cfg, tmp_path, monkeypatch):
-    monkeypatch.delenv("SEQLAB_TRUSTED_PACKAGES", raising=False)
+def test_a_registered_cell_trains_restores_by_name_and_is_named_where_it_is_not_registered(
+    make_cfg, tmp_path, monkeypatch
+):
     cfg = make_cfg("experiment=mnist_rnn", *LIMIT, OWN_CELL, output_dir=tmp_path / "own")
     _, metrics = pipeline.train(cfg)
     ckpt = tmp_path / "own" / "checkpoints" / "last.ckpt"
-    with pytest.raises(ConfigError) as refused:
-        restore.restore_from_checkpoint(ckpt)
-    message = str(refused.value)
-    assert "model.net.cell._target_='tests.helpers.MeanSoFarEncoder'" in message and "\n" not in message
-    assert "trusted_packages=[tests]" in message and "SEQLAB_TRUSTED_PACKAGES=tests" in message
-
-    _, _, task = restore.restore_from_checkpoint(ckpt, trusted=["tests"])
+    stored = restore.read_checkpoint(ckpt)["seqlab"]
+    assert (
+        stored["encoder"]["name"] == "mean_so_far"
+        and stored["config"]["model"]["net"]["cell"] == "mean_so_far"
+    )
+    _, _, task = restore.restore_from_checkpoint(ckpt)  # by name: no import path, so nothing to trust
     assert type(task.net.encoder).__name__ == "MeanSoFarEncoder"
-    monkeypatch.setenv("SEQLAB_TRUSTED_PACKAGES", "other, tests")  # the environment's list counts too
     scored = pipeline.evaluate(make_cfg(f"ckpt_path={ckpt}", "splits=[val]", config_name="eval"))
     assert scored["val/acc"] == pytest.approx(metrics["val/acc"])
+
+    # A process where nothing registered it: one line naming the cell and who provided it.
+    refused = seqlab_cli("eval", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'refused'}", cwd=tmp_path)
+    line = refused.stderr.strip().splitlines()[-1]
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    provider = stored["encoder"]["provider"]
+    assert f"error: model.net.cell='mean_so_far': the checkpoint's cell came from {provider}" in line
+    assert "register it with seqlab.register_encoder" in line
+
+
+def test_a_checkpoint_naming_its_cell_by_import_path_restores_through_the_registry(make_cfg, tmp_path):
+    """Checkpoints written before the registry stored `cell: {_target_: ..., _partial_: true}` and a
+    transformer's settings beside `cell` on the net: they restore, by the registered name."""
+    cfg = make_cfg("experiment=mnist_rnn", *LIMIT, OWN_CELL, output_dir=tmp_path / "own")
+    _, metrics = pipeline.train(cfg)
+    ckpt = tmp_path / "own" / "checkpoints" / "last.ckpt"
+    old = torch.load(ckpt, weights_only=True)
+    del old["seqlab"]["encoder"]
+    old["seqlab"]["config"]["model"]["net"]["cell"] = {
+        "_target_": "tests.helpers.MeanSoFarEncoder",
+        "_partial_": True,
+    }
+    old["seqlab"]["config"]["model"]["net"].update(pack=True, num_heads=4, positions="sinusoidal")
+    torch.save(old, tmp_path / "old.ckpt")
+    scored = pipeline.evaluate(
+        make_cfg(f"ckpt_path={tmp_path / 'old.ckpt'}", "splits=[val]", config_name="eval")
+    )
+    assert scored["val/acc"] == pytest.approx(metrics["val/acc"])
+    old["seqlab"]["config"]["model"]["net"]["cell"]["_target_"] = "gone_lab.cells.Cell"
+    torch.save(old, tmp_path / "gone.ckpt")
+    with pytest.raises(
+        ConfigError, match=r"^model.net.cell._target_='gone_lab.cells.Cell': this checkpoint names"
+    ):
+        restore.restore_from_checkpoint(tmp_path / "gone.ckpt")
 
 
 def test_a_target_that_cannot_be_imported_is_named_in_one_line(make_cfg):
@@ -51,10 +85,19 @@ def test_a_target_that_cannot_be_imported_is_named_in_one_line(make_cfg):
 
 
 def test_an_encoder_of_the_wrong_kind_is_refused(make_cfg):
-    cfg = make_cfg(
-        "experiment=mnist_rnn", *LIMIT, "model.net.cell={_target_:torch.nn.Identity,_partial_:true}"
-    )
-    with pytest.raises(ConfigError, match=r"model.net: .*built a Identity, not a seqlab.models.Encoder"):
+    seqlab.register_encoder("identity_test_cell", torch.nn.Identity)
+    cfg = make_cfg("experiment=mnist_rnn", *LIMIT, "model.net.cell=identity_test_cell")
+    with pytest.raises(
+        ConfigError, match=r"model.net.cell=identity_test_cell built a Identity, not a seqlab"
+    ):
+        pipeline.train(cfg)
+
+
+def test_a_cell_named_by_import_path_in_a_config_is_told_to_register_it(make_cfg):
+    cfg = make_cfg("experiment=mnist_rnn", *LIMIT, "model.net.cell={_target_:mylab.Cell,_partial_:true}")
+    with pytest.raises(
+        ConfigError, match=r"model.net.cell._target_='mylab.Cell': cells are chosen by a registered"
+    ):
         pipeline.train(cfg)
 
 

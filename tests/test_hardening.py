@@ -270,16 +270,54 @@ def write_each_record(kind: str, folder: Path, version: int) -> Path:
 def test_each_record_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch, kind):
     """A write cut short half way (a full disk) leaves the previous complete record and no temporary file."""
     before = write_each_record(kind, tmp_path, 1).read_text()
-    real_write = Path.write_text
+    real_write = Path.write_bytes
 
-    def half_then_full(self, text, *args, **kwargs):
-        real_write(self, text[: len(text) // 2], *args, **kwargs)
+    def half_then_full(self, data, *args, **kwargs):
+        if not self.name.startswith(f".{kind}."):  # only this record's own write (summary.csv goes first)
+            return real_write(self, data, *args, **kwargs)
+        real_write(self, data[: len(data) // 2], *args, **kwargs)
         raise OSError(28, "No space left on device", str(self))
 
-    monkeypatch.setattr(Path, "write_text", half_then_full)
+    monkeypatch.setattr(Path, "write_bytes", half_then_full)
     with pytest.raises(OSError, match="No space left"):
         write_each_record(kind, tmp_path, 2)
     monkeypatch.undo()
     assert (tmp_path / kind).read_text() == before
     assert not list(tmp_path.rglob("*.tmp"))
     assert write_each_record(kind, tmp_path, 2).read_text() != before  # and a later write goes through
+
+
+def test_a_full_disk_during_a_checkpoint_flush_names_the_checkpoint(tmp_path, monkeypatch):
+    """ENOSPC from fsync (no file name in the error) was reported without the path."""
+    from seqlab.errors import os_error_message
+    from seqlab.rundir.checkpoints import AtomicCheckpointIO
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(OSError) as err:
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, target)
+    assert os_error_message(err.value) == (
+        f"{target}: No space left on device (ENOSPC); free some space there, or write elsewhere "
+        "(paths.log_dir=..., hydra.run.dir=...)"
+    )
+    assert not target.exists() and not list(target.parent.glob("*.tmp"))
+
+
+def test_a_missing_file_on_a_read_only_data_dir_is_named(tmpfs, data_dir):
+    """The error blamed MNIST/.raw.lock (EROFS) instead of naming the missing file."""
+    import shutil
+
+    folder = tmpfs("size=64m")
+    shutil.copytree(data_dir / "MNIST", folder / "MNIST")
+    gone = next((folder / "MNIST" / "raw").glob("t10k-labels*"))
+    gone.unlink()
+    remount = subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True)
+    assert remount.returncode == 0, remount.stderr
+    result = seqlab_cli("train", f"paths.data_dir={folder}", f"hydra.run.dir={folder.parent / 'run'}", *LIMIT)
+    line = last_line(result)
+    assert line.startswith(f"error: MNIST data: {gone.name.removesuffix('.gz')}") or gone.name in line, line
+    assert f"missing in {folder / 'MNIST' / 'raw'}, which cannot be written" in line and "(EROFS)" in line
+    assert ".lock" not in line

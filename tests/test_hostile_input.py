@@ -16,6 +16,7 @@ from seqlab.data.vocab import Vocabulary
 from seqlab.errors import ConfigError, DataError
 from seqlab.tools.sample import encode_prompt
 from tests.conftest import write_idx
+from tests.helpers import seqlab_cli
 
 FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 VOCAB = build_vocab(["the cat sat on the mat", "a dog ran"], min_freq=1)
@@ -99,6 +100,7 @@ BAD_VALUES = {
         st.floats(min_value=1.0, max_value=1e6), st.floats(max_value=-1e-6, min_value=-1e6)
     ),
     "optimizer.lr": st.floats(max_value=-1e-9, min_value=-1e3),
+    "seed": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**32)),
 }
 
 
@@ -111,3 +113,14 @@ def test_out_of_range_settings_are_named_before_any_work(make_cfg, data):
     with pytest.raises(ConfigError, match=key.split(".")[-1]):
         pipeline.train(cfg)
     assert not Path(cfg.paths.output_dir).exists(), "nothing was written"
+
+
+def test_an_out_of_range_seed_is_one_line_from_the_command(tmp_path):
+    """seed=-1 ended in numpy's traceback (`ValueError: -1 is not in bounds`)."""
+    result = seqlab_cli(
+        "train", "experiment=mnist_rnn", "seed=-1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: seed=-1: a seed is an integer from 0 to 4294967295 (or null for a random one)"
+    )

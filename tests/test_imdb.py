@@ -173,6 +173,18 @@ def test_hostile_csv_content(tmp_path, caplog):
         read_csv(folder / "nocol.csv")
 
 
+def test_an_unclosed_quote_is_refused_naming_its_row_instead_of_merging_two_reviews(tmp_path):
+    """One unclosed quote merged two reviews into one, silently, the merged one keeping the second's label."""
+    path = tmp_path / "train.csv"
+    path.write_text('text,label\n"good one",1\n"a great film,1\n"bad movie",0\nfine,1\n')
+    with pytest.raises(DataError) as err:
+        read_csv(path)
+    assert str(err.value).startswith(f"{path}, the row starting on line 3: not valid CSV (")
+    assert "a quote opened there is not closed" in str(err.value) and "\n" not in str(err.value)
+    path.write_text('text,label\n"a ""quoted"" word, and a comma\nover two lines",1\nok,0\n')
+    assert read_csv(path) == (['a "quoted" word, and a comma\nover two lines', "ok"], [1, 0])
+
+
 def test_empty_reviews_read_as_unk(data_dir, caplog):
     dm = imdb_dm(data_dir)
     with caplog.at_level(logging.WARNING):

@@ -9,18 +9,34 @@ import pytest
 import torch
 
 from seqlab import pipeline
+from seqlab.build import build_datamodule, build_task
 from seqlab.data.long_memory import LongMemoryDataModule
 from seqlab.errors import ConfigError
 from seqlab.models import (
-    DIAGONAL_CELLS,
     DiagonalRecurrentEncoder,
     Encoder,
     SequenceClassifierNet,
     build_encoder,
+    encoder_names,
+    register_encoder,
 )
 from seqlab.models.scan import linear_recurrence_loop, linear_scan, log_linear_scan
 from tests.helpers import EXPERIMENTS
 
+
+def diagonal(
+    input_dim: int, hidden_dim: int, num_layers: int, cell: str, **settings
+) -> DiagonalRecurrentEncoder:
+    sizes = {"input_dim": input_dim, "hidden_dim": hidden_dim, "num_layers": num_layers}
+    return build_encoder({"name": cell, **settings}, **sizes, dropout=0.0, bidirectional=False)
+
+
+# The registered cells built on the diagonal stack (no list written here: a new one is tested too).
+DIAGONAL_CELLS = [
+    c
+    for c in encoder_names()
+    if isinstance(build_encoder(c, input_dim=1, hidden_dim=8, num_layers=1), DiagonalRecurrentEncoder)
+]
 LONG_MEMORY_EXPERIMENTS = [e for e in EXPERIMENTS if e.split("_")[0] in ("adding", "copy")]
 SCANNED = [
     ("lru", "chunked"),
@@ -66,7 +82,7 @@ def test_each_scanned_cell_equals_its_reference_loop_outputs_and_gradients(cell,
     results = []
     for mode in (scan, "loop"):
         torch.manual_seed(0)
-        encoder = DiagonalRecurrentEncoder(5, 8, 2, cell, scan=mode).double()
+        encoder = diagonal(5, 8, 2, cell, scan=mode).double()
         _, carried = encoder(prefix)  # a state handed on from an earlier call
         out, state = encoder(x, state=carried.detach())
         loss = out.square().sum() + state.abs().sum()
@@ -81,7 +97,7 @@ def test_each_scanned_cell_equals_its_reference_loop_outputs_and_gradients(cell,
 @pytest.mark.parametrize("cell", DIAGONAL_CELLS)
 def test_padding_never_reaches_a_real_step_on_either_side(cell):
     torch.manual_seed(0)
-    encoder = DiagonalRecurrentEncoder(3, 6, 2, cell).double().eval()
+    encoder = diagonal(3, 6, 2, cell).double().eval()
     x = float64(0, 1, 7, 3)
     alone, alone_state = encoder(x)
     noise = float64(1, 1, 4, 3) * 100
@@ -101,7 +117,7 @@ def test_padding_never_reaches_a_real_step_on_either_side(cell):
 def test_state_carries_across_calls(cell):
     """Two halves with the state handed on give the whole sequence's outputs (a TBPTT window's need)."""
     torch.manual_seed(0)
-    encoder = DiagonalRecurrentEncoder(3, 6, 2, cell).double().eval()
+    encoder = diagonal(3, 6, 2, cell).double().eval()
     x = float64(0, 2, 20, 3)
     whole, whole_state = encoder(x)
     first, state = encoder(x[:, :9])
@@ -114,7 +130,7 @@ def test_state_carries_across_calls(cell):
 
 def test_indrnn_keeps_its_recurrent_weights_within_the_papers_bound():
     torch.manual_seed(0)
-    encoder = DiagonalRecurrentEncoder(2, 4, 1, "indrnn")
+    encoder = diagonal(2, 4, 1, "indrnn")
     with torch.no_grad():
         encoder.layers[0].recurrent_weight.fill_(3.0)
     encoder(torch.randn(1, 10, 2))
@@ -123,7 +139,7 @@ def test_indrnn_keeps_its_recurrent_weights_within_the_papers_bound():
 
 def test_lru_starts_on_its_ring_and_normalised():
     torch.manual_seed(0)
-    lru = DiagonalRecurrentEncoder(2, 256, 1, "lru").layers[0].lru
+    lru = diagonal(2, 256, 1, "lru").layers[0].lru
     modulus = torch.exp(-torch.exp(lru.nu_log))
     assert modulus.min() >= 0.9 and modulus.max() <= 0.999
     torch.testing.assert_close(torch.exp(lru.gamma_log), torch.sqrt(1 - modulus**2))
@@ -131,16 +147,44 @@ def test_lru_starts_on_its_ring_and_normalised():
 
 
 def test_bad_cell_settings_are_one_line_each():
+    sizes = {"input_dim": 3, "hidden_dim": 8, "num_layers": 1}
     with pytest.raises(
-        ValueError, match=r"bidirectional=true applies to rnn, lstm, gru, own_rnn; cell=lru runs"
+        ConfigError, match=r"^model.net.cell=lru: bidirectional=true: the diagonal cells run forward only"
     ):
-        build_encoder(3, 8, 1, "lru", bidirectional=True)
+        build_encoder("lru", **sizes, bidirectional=True)
     with pytest.raises(
-        ValueError, match=r"cell='lstmx' is not supported; allowed: .*indrnn, lru, mingru, minlstm"
+        ConfigError,
+        match=r"^model.net.cell='lstmx' is not a registered cell; registered: .*indrnn, lru, mingru, minlstm",
     ):
-        build_encoder(3, 8, 1, "lstmx")
-    with pytest.raises(ValueError, match=r"scan=log needs positive states"):
-        DiagonalRecurrentEncoder(3, 8, 1, "lru", scan="log")
+        build_encoder("lstmx", **sizes)
+    with pytest.raises(
+        ConfigError, match=r"^model.net.cell=lru: scan='log' is not supported; allowed: chunked, loop"
+    ):
+        diagonal(3, 8, 1, "lru", scan="log")
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.net.cell.rmin: lru has no such setting; its settings: r_min=0.9, r_max=0.999",
+    ):
+        diagonal(3, 8, 1, "lru", rmin=0.5)
+    for bad, line in (
+        ({"r_min": 0.99, "r_max": 0.9}, r"r_min=0.99, r_max=0.9: need 0 <= r_min < r_max < 1"),
+        ({"r_max": 1.0}, r"r_min=0.9, r_max=1.0: need 0 <= r_min < r_max < 1"),
+        ({"max_phase": 0.0}, r"max_phase=0.0: need 0 < max_phase <= 2 pi"),
+    ):
+        with pytest.raises(ConfigError, match=rf"^model.net.cell=lru: {line}"):
+            diagonal(3, 8, 1, "lru", **bad)
+    with pytest.raises(ConfigError, match=r"^model.net.cell=indrnn: activation='gelu'; allowed: relu, tanh"):
+        diagonal(3, 8, 1, "indrnn", activation="gelu")
+    with pytest.raises(
+        ConfigError, match=r"^model.net.cell=indrnn: recurrent_min=0.5, recurrent_max=0.1: need"
+    ):
+        diagonal(3, 8, 1, "indrnn", recurrent_min=0.5, recurrent_max=0.1)
+    with pytest.raises(ConfigError, match=r"^model.net.cell=mingru: scan='fast' is not supported"):
+        diagonal(3, 8, 1, "mingru", scan="fast")
+    with pytest.raises(ConfigError, match=r"^model.net.cell=lstm: chrono=1: T_max"):
+        build_encoder({"name": "lstm", "chrono": 1}, **sizes)
+    with pytest.raises(ConfigError, match=r"^model.net.cell=gru: chrono and forget_bias both"):
+        build_encoder({"name": "gru", "chrono": 10, "forget_bias": 1.0}, **sizes)
 
 
 @pytest.mark.parametrize("problem", ["adding", "copy"])
@@ -207,12 +251,12 @@ def test_a_short_adding_problem_is_learned_below_its_baseline(make_cfg):
 
 
 class Stateless(Encoder):
-    """A user's encoder (`model.net.cell: {_target_: ..., _partial_: true}`) that keeps no state."""
+    """A user's encoder (registered by name) that keeps no state."""
 
     def __init__(self, input_dim, hidden_dim, num_layers, dropout=0.0, bidirectional=False):
         super().__init__()
         self.inner, self.output_dim = (
-            DiagonalRecurrentEncoder(input_dim, hidden_dim, num_layers, "mingru"),
+            diagonal(input_dim, hidden_dim, num_layers, "mingru"),
             hidden_dim,
         )
 
@@ -224,6 +268,67 @@ def test_a_cell_without_state_is_refused_by_the_language_model_in_one_line():
     from seqlab.models import LanguageModelNet
     from seqlab.tasks import LanguageModel
 
-    task = LanguageModel(LanguageModelNet(20, embed_dim=4, hidden_dim=4, num_layers=1, cell=Stateless))
+    register_encoder("stateless_test_cell", Stateless)
+    net = LanguageModelNet(20, embed_dim=4, hidden_dim=4, num_layers=1, cell="stateless_test_cell")
+    task = LanguageModel(net)
     with pytest.raises(ConfigError, match=r"Stateless returns no state, and the language model carries it"):
         task.training_step((torch.randint(20, (2, 5)), torch.randint(20, (2, 5))), 0)
+
+
+def test_a_cells_settings_reach_it_from_the_config_and_the_groups_are_logged_once(make_cfg, caplog):
+    """`scan=log` and `forget_bias` reach minGRU (its settings beside its name), and the run log says
+    once which parameters train with what."""
+    cell = "model.net.cell={name:mingru,scan:log,forget_bias:3.0}"
+    cfg = make_cfg(
+        "experiment=adding",
+        cell,
+        "data.seq_len=5",
+        "debug=fdr",
+        "optimizer=adamw",
+        "optimizer.weight_decay=0.1",
+    )
+    with caplog.at_level("INFO", logger="seqlab"):
+        value, _ = pipeline.train(cfg)
+    assert math.isfinite(value)
+    task = build_task(cfg, build_datamodule(cfg))
+    layers = task.net.encoder.layers
+    assert [layer.scan for layer in layers] == ["log", "log"]
+    hidden = cfg.model.net.hidden_dim
+    assert all(
+        (layer.input.bias[:hidden] < -2).all() for layer in layers
+    )  # keep = sigmoid(-k) starts near 0.95
+    logged = [r.getMessage() for r in caplog.records if "parameter groups" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].startswith("AdamW parameter groups: ")
+    assert "weight_decay 0.1, lr 0.001" in logged[0] and "weight_decay 0, lr 0.001" in logged[0]
+
+
+@pytest.mark.parametrize("problem", ["adding", "copy"])
+def test_a_curriculum_trains_each_epoch_on_its_length_and_always_scores_at_seq_len(problem):
+    from types import SimpleNamespace
+
+    module = LongMemoryDataModule(problem, 12, train_size=20, val_size=5, test_size=5, curriculum=[4, 7])
+    module.setup()
+    extra = 0 if problem == "adding" else 20  # copy: the symbols, the delimiter, the recall steps
+    for epoch, length in ((0, 4), (1, 7), (2, 12), (5, 12)):
+        module.trainer = SimpleNamespace(current_epoch=epoch)
+        assert module.train_set[[0, 1]][0].shape[1] == length + extra
+        assert module.val_set[[0]][0].shape[1] == module.test_set[[0]][0].shape[1] == 12 + extra
+    with pytest.raises(ConfigError, match=r"data.curriculum=\[0\]: a list of sequence lengths"):
+        LongMemoryDataModule(problem, 12, curriculum=[0])
+    with pytest.raises(ConfigError, match=r"data.curriculum needs data.num_workers=0"):
+        LongMemoryDataModule(problem, 12, curriculum=[4], num_workers=1)
+
+
+def test_a_curriculum_run_trains_through_the_pipeline(make_cfg):
+    cfg = make_cfg(
+        "experiment=adding",
+        "data.seq_len=12",
+        "data.curriculum=[4,8]",
+        "data.train_size=100",
+        "trainer.max_steps=12",
+        "trainer.val_check_interval=2",
+        "data.val_size=20",
+        "data.batch_size=25",
+    )
+    value, metrics = pipeline.train(cfg)
+    assert math.isfinite(value) and metrics["val/loss"] == value

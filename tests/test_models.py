@@ -2,7 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from seqlab.models import CELLS, OwnRNN, RecurrentEncoder, SequenceClassifierNet
+from seqlab.models import OwnRNN, RecurrentEncoder, SequenceClassifierNet
+
+CELLS = ("rnn", "lstm", "gru", "own_rnn")  # RecurrentEncoder's own
 
 
 @pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (2, False), (2, True)])
@@ -92,7 +94,7 @@ def test_masked_pooling_ignores_padding():
     [
         (
             {"cell": "transformerz"},
-            "cell='transformerz' is not supported; allowed: rnn, lstm, gru, own_rnn, indrnn, lru, mingru, minlstm, transformer",
+            "cell='transformerz' is not a registered cell; registered: rnn, own_rnn, lstm, gru, transformer, indrnn",
         ),
         ({"hidden_dim": 0}, "hidden_dim=0 must be a positive integer"),
         ({"num_layers": -1}, "num_layers=-1 must be a positive integer"),
@@ -103,3 +105,112 @@ def test_masked_pooling_ignores_padding():
 def test_bad_model_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         SequenceClassifierNet(num_classes=10, input_dim=28, **kwargs)
+
+
+def test_adamw_gives_the_lrus_recurrence_no_decay_and_half_the_rate_and_matrices_their_decay():
+    from functools import partial
+
+    from seqlab.optimization import Optimization, describe_groups
+
+    net = SequenceClassifierNet(
+        3, input_dim=4, cell={"name": "lru", "r_min": 0.99}, hidden_dim=8, num_layers=2
+    )
+    optimization = Optimization(optimizer=partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05))
+    optimizer = optimization.configure(net)
+    by_name = {n: g for g in optimizer.param_groups for n in g["names"]}
+    assert set(by_name) == {n for n, _ in net.named_parameters()}  # every parameter, once
+    for layer in range(2):
+        for name in ("nu_log", "theta_log", "gamma_log"):
+            group = by_name[f"encoder.layers.{layer}.lru.{name}"]
+            assert group["weight_decay"] == 0.0 and group["lr"] == pytest.approx(5e-4)
+        assert by_name[f"encoder.layers.{layer}.lru.B_re"]["weight_decay"] == 0.05  # a matrix: decayed
+        assert by_name[f"encoder.layers.{layer}.norm.weight"]["weight_decay"] == 0.0  # a norm's scale
+        assert by_name[f"encoder.layers.{layer}.glu.bias"]["weight_decay"] == 0.0  # a bias
+    assert by_name["head.weight"]["weight_decay"] == 0.05 and by_name["head.weight"]["lr"] == 1e-3
+    line = describe_groups(optimizer)
+    assert line.startswith("AdamW parameter groups: ") and "weight_decay 0, lr 0.0005" in line
+    assert len(optimizer.param_groups) == 3 and "\n" not in line
+
+
+def test_without_weight_decay_or_settings_the_parameters_stay_one_group():
+    """No decay to switch off and no scaled rate: one group, as before parameter groups existed (so the
+    optimizer states of older checkpoints still load)."""
+    from functools import partial
+
+    from seqlab.optimization import Optimization
+
+    net = SequenceClassifierNet(3, input_dim=4, cell="lstm", hidden_dim=8)
+    optimizer = Optimization(optimizer=partial(torch.optim.Adam, lr=1e-3)).configure(net)
+    assert len(optimizer.param_groups) == 1
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_chrono_init_spreads_the_keep_gates_memory_up_to_t_max(cell):
+    torch.manual_seed(0)
+    net = SequenceClassifierNet(3, input_dim=4, cell={"name": cell, "chrono": 500}, hidden_dim=256)
+    rnn, h = net.encoder.rnn, 256
+    keep = rnn.bias_ih_l0[h : 2 * h]  # LSTM (i, f, g, o) and GRU (r, z, n): the second chunk keeps
+    assert keep.min() >= 0 and keep.max() <= torch.log(torch.tensor(499.0)) and keep.std() > 0.5
+    assert (rnn.bias_hh_l0[h : 2 * h] == 0).all()
+    if cell == "lstm":
+        torch.testing.assert_close(rnn.bias_ih_l0[:h], -keep)  # input gate: -b_f
+    fixed = SequenceClassifierNet(3, input_dim=4, cell={"name": cell, "forget_bias": 1.0}, hidden_dim=8)
+    assert (fixed.encoder.rnn.bias_ih_l0[8:16] == 1.0).all()
+
+
+def test_the_docs_table_of_cells_is_the_registrys():
+    """docs/tasks.md lists seqlab's own cells with their settings: the registry's, exactly."""
+    from seqlab.models.registry import encoder_entry, encoder_names
+    from tests.helpers import REPO
+
+    doc = (REPO / "docs" / "tasks.md").read_text().split("## Cells and their settings")[1].split("\n\n- ")[0]
+    rows = {}
+    for line in doc.splitlines():
+        if line.startswith("| `"):
+            name, _, settings = (c.strip() for c in line.strip("|").split("|"))
+            rows[name.strip("`")] = settings
+    own = [n for n in encoder_names() if encoder_entry(n).provider == "seqlab"]
+    assert list(rows) == own
+    for name in own:
+        documented = ", ".join(f"`{k}={v!r}`" for k, v in encoder_entry(name).settings().items())
+        assert rows[name] == documented, name
+
+
+def test_the_documented_new_cell_registers_and_trains(make_cfg, tmp_path):
+    """docs/development.md's walk-through cell, run as written: one file's code makes a cell that a
+    config names, with its own setting checked. (seqlab's own lru.py, indrnn.py and mingru.py are found
+    the same way: nothing imports them but the registry's scan of seqlab.models.)"""
+    import math
+
+    from seqlab import pipeline
+    from seqlab.errors import ConfigError
+    from tests.helpers import REPO
+
+    doc = (REPO / "docs" / "development.md").read_text()
+    code = doc.split("**Adding a built-in cell.**")[1].split("```python\n")[1].split("```")[0]
+    exec(compile(code, "delay_cell", "exec"), {"__name__": "seqlab.models.delay_doc"})
+    cfg = make_cfg(
+        "experiment=copy_memory", "data.seq_len=5", "debug=fdr", "model.net.cell={name:delay,delay:3}"
+    )
+    value, _ = pipeline.train(cfg)
+    assert math.isfinite(value)
+    with pytest.raises(
+        ConfigError, match=r"^model.net.cell.dealy: delay has no such setting; its settings: delay=1$"
+    ):
+        pipeline.train(
+            make_cfg(
+                "experiment=copy_memory",
+                "debug=fdr",
+                "model.net.cell={name:delay,dealy:3}",
+                output_dir=tmp_path / "a",
+            )
+        )
+    with pytest.raises(ConfigError, match=r"^model.net.cell=delay: delay=0 must be >= 1"):
+        pipeline.train(
+            make_cfg(
+                "experiment=copy_memory",
+                "debug=fdr",
+                "model.net.cell={name:delay,delay:0}",
+                output_dir=tmp_path / "b",
+            )
+        )

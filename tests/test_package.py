@@ -128,7 +128,7 @@ def test_an_installed_seqlab_trains_and_evaluates_from_an_empty_directory(user, 
     assert (site / "seqlab" / "conf" / "train.yaml").is_file() and not (site / "outputs").exists()
 
 
-def test_the_example_project_trains_sweeps_resumes_and_evaluates(user):
+def test_the_example_project_trains_sweeps_resumes_and_evaluates(user, venv):
     lab = {"SEQLAB_CONFIG_PATH": "pkg://parity_lab.conf"}
     small = ["experiment=parity_janet", "trainer.max_epochs=2", "data.train_size=512"]
     straight = user("seqlab-train", *small, "run_name=straight", **lab)
@@ -170,4 +170,18 @@ def test_the_example_project_trains_sweeps_resumes_and_evaluates(user):
     assert trusted.returncode == 0, trusted.stderr[-3000:]
     assert metrics(user.work / "outputs" / "eval" / "ok") == pytest.approx(
         scores(metrics(straight_dir)), abs=1e-6
+    )
+
+    # Its cell is stored by name and provider; with the project uninstalled, eval names both in one line.
+    import torch
+
+    stored = torch.load(best, weights_only=True)["seqlab"]["encoder"]
+    assert stored == {"name": "janet", "provider": "parity-lab", "version": "0.1.0"}
+    assert run([venv / "bin" / "python", "-m", "pip", "uninstall", "-q", "-y", "parity-lab"]).returncode == 0
+    gone = user("seqlab-eval", f"ckpt_path={best}", "run_name=gone", SEQLAB_TRUSTED_PACKAGES="parity_lab")
+    assert gone.returncode == 1 and "Traceback" not in gone.stderr
+    assert gone.stderr.strip().splitlines()[-1] == (
+        "error: model.net.cell='janet': the checkpoint's cell came from parity-lab 0.1.0, which registers no "
+        "cell 'janet' here; install it (pip install 'parity-lab==0.1.0') or register it with "
+        "seqlab.register_encoder"
     )

@@ -59,7 +59,7 @@ def test_a_parallel_sweep_gives_the_sequential_sweeps_metrics_summary_and_failur
     on = cpus(2)
     one = run_sweep(SWEEP, tmp_path / "one", data_dir, threads="1")
     two = run_sweep([*SWEEP, *parallel(len(on))], tmp_path / "two", data_dir, on=on)
-    report = "job 2 (model.net.cell=lstmm): ConfigError: model.net: cell='lstmm' is not supported"
+    report = "job 2 (model.net.cell=lstmm): ConfigError: model.net.cell='lstmm' is not a registered cell"
     for result in (one, two):
         assert result.returncode == 1, result.stderr[-3000:]
         assert "error: 1 of 3 jobs failed; see" in result.stderr and report in result.stderr

@@ -1,5 +1,6 @@
 """Never lose a run: kills mid-epoch and mid-save, resume, non-finite losses, refused overwrites."""
 
+import os
 import random
 import signal
 import time
@@ -290,3 +291,57 @@ def test_every_n_minutes_writes_last_ckpt_on_the_training_clock(tmp_path):
     assert saved == [(120, "last.ckpt"), (246, "last.ckpt"), (372, "last.ckpt")]
     with pytest.raises(ValueError, match=r"every_n_minutes=0 must be positive or null"):
         SignalCheckpoint(str(tmp_path), every_n_minutes=0)
+
+
+def unfinished_run(run_dir: Path, data_dir: Path, *extra: str) -> list[str]:
+    """A short run whose metrics.json is removed: what a run stopped before its end leaves."""
+    overrides = [*TASKS["mnist"], *SMALL, "trainer.max_epochs=2", *extra]
+    done = train_cli(overrides, run_dir, data_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_dir / "metrics.json").unlink()
+    return overrides
+
+
+def test_a_refused_resume_changes_nothing_in_the_run_dir(tmp_path, data_dir):
+    """A resume with another model was refused after Hydra had rewritten .hydra/config.yaml with the
+    refused config, while the error told the user to read that file."""
+    run_dir = tmp_path / "run"
+    overrides = unfinished_run(run_dir, data_dir)
+    kept = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "train.log"}
+    refused = train_cli([*overrides, "model.net.hidden_dim=24", "resume=true"], run_dir, data_dir)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "does not fit the model config" in refused.stderr and "(its .hydra/config.yaml)" in refused.stderr
+    now = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "train.log"}
+    assert now.keys() == kept.keys() and all(now[p] == kept[p] for p in kept), [
+        str(p) for p in kept if now.get(p) != kept[p]
+    ]
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint_when_last_ckpt_is_gone(tmp_path, data_dir):
+    """last.ckpt missing but epoch_NNN.ckpt intact: resume=true trained from scratch; now it goes on from
+    the intact one, saying so."""
+    run_dir = tmp_path / "run"
+    overrides = unfinished_run(run_dir, data_dir)
+    (run_dir / "checkpoints" / "last.ckpt").unlink()
+    best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    step = torch.load(best, weights_only=True)["global_step"]
+    resumed = train_cli([*overrides, "trainer.max_epochs=3", "resume=true"], run_dir, data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"last.ckpt is missing; resuming from {best}" in resumed.stderr + resumed.stdout
+    assert f"Restoring states from the checkpoint path at {best}" in resumed.stderr + resumed.stdout
+    assert step > 0 and (run_dir / "metrics.json").is_file()
+
+
+def test_the_fallback_picks_the_newest_intact_checkpoint_of_several(tmp_path, caplog):
+    from seqlab.rundir.resume import intact_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for age, name in enumerate(["epoch_003.ckpt", "epoch_001.ckpt", "epoch_002.ckpt"]):  # newest first
+        torch.save({"state_dict": {}, "seqlab": {"name": name}}, folder / name)
+        os.utime(folder / name, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    (folder / "epoch_003.ckpt").write_bytes(b"cut sho")  # the newest is damaged too
+    (folder / "last.ckpt").write_bytes(b"\x00" * 10)
+    path, checkpoint = intact_checkpoint(folder / "last.ckpt")
+    assert path.name == "epoch_001.ckpt" and checkpoint["seqlab"]["name"] == "epoch_001.ckpt"
+    assert (folder / "last.ckpt.damaged").is_file() and not (folder / "last.ckpt").exists()

@@ -41,7 +41,7 @@ def test_a_sweep_summarizes_itself_and_keeps_going_past_failures(failed_sweep):
             )
             assert float(r["wall_time_s"]) > 0 and r["epochs"] == "2"
         else:
-            assert "cell='lstmm' is not supported" in r["error"] and r["val/acc"] == ""
+            assert "cell='lstmm' is not a registered cell" in r["error"] and r["val/acc"] == ""
     table = (sweep_dir / "summary.md").read_text()
     assert "2 of 4 jobs done; 2 failed or incomplete" in table and "| 1 | failed |" in table
     assert json.loads((sweep_dir / "1" / "error.json").read_text())["type"] == "ConfigError"
@@ -79,6 +79,30 @@ def test_summarize_cli_rebuilds_the_summary(failed_sweep, tmp_path):
         [sys.executable, "-m", "seqlab.summarize", str(tmp_path)], capture_output=True, text=True, cwd=REPO
     )
     assert empty.returncode == 2 and "no job dirs" in empty.stderr
+
+
+def test_a_damaged_metrics_json_is_named_counted_failed_and_rerun(failed_sweep, tmp_path, data_dir):
+    """A job's metrics.json cut short (a full disk, a copy interrupted) ended summarize and the sweep's
+    rerun in a JSONDecodeError traceback: now the job is `failed` with the file named, and a rerun
+    sets the file aside and finishes the job again."""
+    import shutil
+
+    sweep_dir, args, _ = failed_sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    (copy / "summary.md").unlink()
+    metrics = copy / "0" / "metrics.json"
+    metrics.write_text(metrics.read_text()[:20])
+    out = subprocess.run(
+        [sys.executable, "-m", "seqlab.summarize", str(copy)], capture_output=True, text=True, cwd=REPO
+    )
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    row = read_summary(copy)[0]
+    assert row["status"] == "failed" and f"{metrics} is damaged (JSONDecodeError" in row["error"]
+    again = sweep_cli([*args, "resume=true"], copy, data_dir)
+    assert "Traceback" not in again.stderr and "kept as metrics.json.damaged" in again.stdout + again.stderr
+    assert (copy / "0" / "metrics.json.damaged").is_file() and json.loads(metrics.read_text())["val/acc"] >= 0
+    assert read_summary(copy)[0]["status"] == "done"
 
 
 def test_named_sweep_configs_compose_with_fixed_dirs():

@@ -108,7 +108,7 @@ def test_same_seed_same_metrics_and_seed_zero_counts(make_cfg, tmp_path):
     [
         (
             "model.net.cell=lstmm",
-            r"model.net: cell='lstmm' is not supported; allowed: rnn, lstm, gru, own_rnn",
+            r"model.net.cell='lstmm' is not a registered cell; registered: rnn, own_rnn, lstm, gru",
         ),
         ("model.net.hidden_dim=-3", r"hidden_dim=-3 must be a positive integer"),
         ("model.net.dropout=1.5", r"dropout=1.5 must lie in \[0, 1\)"),
@@ -181,7 +181,11 @@ def test_cli_trains_and_reports_config_errors_in_one_line(data_dir, tmp_path):
         cwd=tmp_path,
     )
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: model.net: cell='lstmm' is not supported")
+    assert (
+        bad.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: model.net.cell='lstmm' is not a registered cell")
+    )
     assert "Traceback" not in bad.stderr
 
 

@@ -18,7 +18,6 @@ from benchlib import Figures, header, median
 from benchlib.timing import alternate
 
 from seqlab.models import SequenceClassifierNet
-from seqlab.models.diagonal import DiagonalRecurrentEncoder
 
 # (label, cell, scan): the fused cells, IndRNN's elementwise loop, and each scan-based cell both ways
 VARIANTS = [
@@ -39,9 +38,8 @@ SCANNED = ("chunked", "log")
 
 def make_step(cell: str, scan: str | None, args: argparse.Namespace):
     torch.manual_seed(0)
-    net = SequenceClassifierNet(10, input_dim=1, cell=cell, hidden_dim=args.hidden, num_layers=1)
-    if scan is not None:  # the same cell with another scan: a new encoder, as the config would build it
-        net.encoder = DiagonalRecurrentEncoder(1, args.hidden, 1, cell, scan=scan)
+    spec = cell if scan is None else {"name": cell, "scan": scan}  # as the config names it, via the registry
+    net = SequenceClassifierNet(10, input_dim=1, cell=spec, hidden_dim=args.hidden, num_layers=1)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.randn(args.batch, args.seq_len, 1, generator=torch.Generator().manual_seed(0))
     y = torch.randint(10, (args.batch,), generator=torch.Generator().manual_seed(1))

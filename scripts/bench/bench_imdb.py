@@ -37,6 +37,7 @@ from benchlib import (
 
 from seqlab import build
 from seqlab.data import text as text_pipeline
+from seqlab.models.registry import cell_spec, encoder_entry
 
 
 def pipeline_timings(cfg) -> dict[str, float]:
@@ -84,8 +85,10 @@ def main() -> None:
         fixed_cfg = setups[FIXED]
         if fixed_cfg.data.max_length is None:  # fixed-length padding needs a length: the default's 400
             fixed_cfg.data.max_length = 400
-        if "pack" in fixed_cfg.model.net:  # recurrent encoders: run over the padding too
-            fixed_cfg.model.net.pack = False
+        cell = fixed_cfg.model.net.get("cell")
+        if cell is not None and "pack" in encoder_entry(cell_spec(cell)[0]).settings():
+            name, settings = cell_spec(cell)  # recurrent encoders: run over the padding too
+            fixed_cfg.model.net.cell = {"name": name, **settings, "pack": False}
         timings = pipeline_timings(setups[PACKED])
         runs = {}
         for name, cfg in setups.items():

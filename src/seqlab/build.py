@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 import seqlab
 from seqlab.compat import instantiation_error_key
 from seqlab.errors import ConfigError
+from seqlab.models.registry import cell_spec, encoder_entry
 from seqlab.optimization import optimization_config
 from seqlab.rundir.checkpoints import AtomicCheckpointIO
 from seqlab.tasks.base import TaskModule
@@ -51,11 +52,15 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> TaskModule
         dims = datamodule.dims
     except ValueError as err:
         raise err if isinstance(err, ConfigError) else ConfigError(f"data: {err}") from None
+    cell = cfg.model.get("net", {}).get("cell")
+    entry = None if cell is None else encoder_entry(cell_spec(cell)[0])  # a name, before Hydra reads `cell`
     task = instantiate(cfg.model, "model", net=dims, optimization=optimization_config(cfg))
     config = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
     )
     task.run_info = {"version": seqlab.__version__, "config": config, "dims": dict(datamodule.dims)}
+    if entry is not None:  # restoring looks this name up in the registry (and names the provider if absent)
+        task.run_info["encoder"] = entry.record()
     try:  # bind the optimizer and scheduler now: a bad lr is named before any data is read
         task.configure_optimizers()
     except (ValueError, TypeError) as err:
@@ -93,6 +98,15 @@ def build_trainer(cfg: DictConfig, task: TaskModule, callbacks: list, loggers: l
     return trainer
 
 
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's bound
+
+
 def seed(cfg: DictConfig) -> None:
-    if cfg.get("seed") is not None:  # seed=0 is a seed like any other
-        L.seed_everything(int(cfg.seed), workers=True)
+    value = cfg.get("seed")
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(
+            f"seed={value!r}: a seed is an integer from 0 to {MAX_SEED} (or null for a random one)"
+        )
+    L.seed_everything(value, workers=True)  # seed=0 is a seed like any other

@@ -8,11 +8,18 @@ The scheduler group is a `_partial_` constructor too, plus when Lightning steps 
 a plateau schedule watches (`monitor`), split off here. Clipping and accumulation are the trainer's
 settings: Lightning applies them under automatic optimization, the language models (manual
 optimization) read them from here.
+
+Parameter groups are decided here, once, for every optimizer (`parameter_groups`): by default, as in
+nanoGPT, matrices take the optimizer's weight decay and vectors (biases, norms' scales, the diagonal
+cells' recurrent weights) take none; any module may say otherwise for its own parameters with an
+`optimizer_settings()` method returning {parameter name: {"decay": bool, "lr_scale": float}} (the LRU:
+no decay and half the rate on nu, theta, gamma, as its paper's code trains them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +31,48 @@ from seqlab.checks import check_choice, check_positive, check_positive_number_or
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 SCHEDULER_OPTIONS = ("interval", "monitor")  # Lightning's, in the scheduler group beside the constructor's
+log = logging.getLogger(__name__)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float = 0.0) -> list[dict[str, Any]]:
+    """`model`'s trainable parameters in groups of equal treatment: {"params", "names", "decay",
+    "lr_scale"}, plus `weight_decay: 0.0` where decay is off. Decay only splits groups when
+    `weight_decay` is not 0, so a model without settings keeps one group."""
+    settings: dict[str, dict[str, Any]] = {}
+    for prefix, module in model.named_modules():
+        own = getattr(module, "optimizer_settings", None)
+        if callable(own):
+            settings.update({f"{prefix}.{k}" if prefix else k: v for k, v in own().items()})
+    groups: dict[tuple[bool, float], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        chosen = {"decay": param.dim() >= 2, "lr_scale": 1.0, **settings.get(name, {})}
+        decay = bool(chosen["decay"]) or weight_decay == 0  # nothing to switch off
+        group = groups.setdefault(
+            (decay, float(chosen["lr_scale"])),
+            {"params": [], "names": [], "decay": decay, "lr_scale": float(chosen["lr_scale"])},
+        )
+        group["params"].append(param)
+        group["names"].append(name)
+    for group in groups.values():
+        if not group["decay"]:
+            group["weight_decay"] = 0.0
+    return list(groups.values())
+
+
+def describe_groups(optimizer: torch.optim.Optimizer) -> str:
+    """One line: each group's tensors, weights, weight decay and learning rate."""
+    parts = []
+    for group in optimizer.param_groups:
+        size = sum(p.numel() for p in group["params"])
+        names = group.get("names") or []
+        shown = ", ".join(n.removeprefix("net.") for n in names[:2]) + (", ..." if len(names) > 2 else "")
+        parts.append(
+            f"{len(group['params'])} tensors ({size:,} weights; {shown}): weight_decay "
+            f"{group.get('weight_decay', 0.0):g}, lr {group['lr']:g}"
+        )
+    return f"{type(optimizer).__name__} parameter groups: " + "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -40,14 +89,17 @@ class Optimization:
         check_positive_number_or_null(**{"trainer.gradient_clip_val": self.gradient_clip_val})
         check_positive(**{"trainer.accumulate_grad_batches": self.accumulate_grad_batches})
 
-    def configure(self, params: Iterable[torch.nn.Parameter], automatic: bool = True) -> Any:
-        """What a LightningModule's `configure_optimizers` returns: the optimizer bound to `params`, with
-        its scheduler when there is one."""
+    def configure(self, model: torch.nn.Module, automatic: bool = True) -> Any:
+        """What a LightningModule's `configure_optimizers` returns: the optimizer bound to `model`'s
+        parameter groups (`parameter_groups`), with its scheduler when there is one."""
         if self.optimizer is None:
             raise ValueError(
                 "no optimizer configured: choose one with optimizer=<name> (see conf/optimizer/)"
             )
-        optimizer = self.optimizer(params=params)
+        keywords = getattr(self.optimizer, "keywords", {})
+        optimizer = self.optimizer(params=parameter_groups(model, keywords.get("weight_decay") or 0.0))
+        for group in optimizer.param_groups:  # before any scheduler reads the rates
+            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
         if self.scheduler is None:
             return optimizer
         scheduler = self.scheduler(optimizer=optimizer)

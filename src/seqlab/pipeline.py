@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -25,11 +26,11 @@ from seqlab.build import (
 from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.compat import StopTraining
 from seqlab.distributed import distributed_job
-from seqlab.errors import ConfigError
+from seqlab.errors import ConfigError, DataError
 from seqlab.resources import OutOfMemoryReport, check_batches_fit, out_of_memory_reported
 from seqlab.restore import check_state_fits, restore_from_checkpoint
 from seqlab.rundir.checkpoints import last_checkpoint
-from seqlab.rundir.records import STOPPED, read_metrics, write_machine, write_metrics
+from seqlab.rundir.records import STOPPED, accept_config_records, read_metrics, write_machine, write_metrics
 from seqlab.rundir.resume import resume_checkpoint
 from seqlab.trackers import log_outcome, log_stopped
 
@@ -56,7 +57,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     A run dir that already holds metrics.json is a finished run: its metrics are returned, nothing is
     retrained (so rerunning a sweep only runs its failed or missing jobs).
     """
-    finished = read_metrics(cfg.paths.output_dir)
+    finished = finished_metrics(cfg.paths.output_dir)
     if finished is not None and not cfg.get("ckpt_path"):
         log.info("%s holds a finished run (metrics.json): not training it again", cfg.paths.output_dir)
         return select_metric(finished, cfg.get("optimized_metric")), finished
@@ -70,6 +71,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     out_of_memory = OutOfMemoryReport(cfg)
     trainer = build_trainer(cfg, task, [*build_callbacks(cfg), out_of_memory], build_group(cfg, "logger"))
     check_batches_fit(cfg, task.run_info["dims"], trainer.strategy.root_device)
+    accept_config_records()  # everything checked: this start's config records stand
     for logger in trainer.loggers:
         logger.log_hyperparams(flatten(task.run_info["config"]))
 
@@ -85,6 +87,18 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
             write_machine(cfg.paths.output_dir)
             log_outcome(trainer.loggers, metrics, best_checkpoint(trainer), trainer.global_step)
     return select_metric(metrics, cfg.get("optimized_metric")), metrics
+
+
+def finished_metrics(output_dir: str) -> dict[str, float] | None:
+    """metrics.json of a finished run; a damaged one is set aside (`metrics.json.damaged`) with one line,
+    and the run counts as not finished (resume=true continues it from its checkpoints)."""
+    try:
+        return read_metrics(output_dir)
+    except DataError as err:
+        damaged = Path(output_dir) / "metrics.json"
+        damaged.replace(damaged.with_name("metrics.json.damaged"))
+        log.warning("%s; kept as metrics.json.damaged, the run counts as unfinished", str(err).split(";")[0])
+        return None
 
 
 def fit(

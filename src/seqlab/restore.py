@@ -14,6 +14,7 @@ from seqlab.build import build_datamodule, build_task
 from seqlab.compat import datamodule_state_key
 from seqlab.config import check_safe_targets, trusted_packages
 from seqlab.errors import ConfigError
+from seqlab.models.registry import cell_spec, encoder_entry, encoder_names, qualified_name
 from seqlab.tasks.base import TaskModule
 
 
@@ -61,12 +62,44 @@ MOVED_SETTINGS = (
 )
 
 
+# A cell's own settings that older checkpoints stored beside `cell` on the net; they sit in the cell node now.
+MOVED_CELL_SETTINGS = ("pack", "num_heads", "positions", "context")
+
+
+def upgraded_cell(net: DictConfig) -> None:
+    """An older net node's cell as the registry names it: its settings moved into `cell`, and a cell
+    stored by import path (`{_target_: pkg.Cell, _partial_: true}`) named by its registered name."""
+    cell = net.get("cell")
+    if isinstance(cell, DictConfig) and "_target_" in cell:
+        target = cell["_target_"]
+        entry = next(
+            (e for e in map(encoder_entry, encoder_names()) if qualified_name(e.build) == target), None
+        )
+        if entry is None:
+            raise ConfigError(
+                f"model.net.cell._target_={target!r}: this checkpoint names its cell by import path; register "
+                "that class by name (seqlab.encoders entry point or seqlab.register_encoder) to restore it"
+            )
+        cell = entry.name
+    name = cell_spec(cell)[0] if cell is not None else None
+    moved = {k: net.pop(k) for k in MOVED_CELL_SETTINGS if k in net}
+    if name is None:
+        return
+    own = encoder_entry(name).settings()
+    kept = {k: v for k, v in moved.items() if k in own and v != own[k]}
+    net["cell"] = {"name": name, **cell_spec(cell)[1], **kept} if kept or not isinstance(cell, str) else cell
+
+
 def upgraded(run_cfg: DictConfig) -> DictConfig:
-    """A stored config as the current code builds it: copies that older checkpoints kept are dropped."""
+    """A stored config as the current code builds it: copies that older checkpoints kept are dropped,
+    settings that moved are moved."""
     with open_dict(run_cfg):
         for group, key in MOVED_SETTINGS:
             if group in run_cfg and key in run_cfg[group]:
                 run_cfg[group].pop(key)
+        net = run_cfg.get("model", {}).get("net")
+        if isinstance(net, DictConfig):
+            upgraded_cell(net)
     return run_cfg
 
 
@@ -79,6 +112,9 @@ def restore_from_checkpoint(
     in seqlab, torch.optim and the `trusted` packages (see `trusted_packages`) are instantiated.
     """
     checkpoint = read_checkpoint(ckpt_path)
+    stored = checkpoint["seqlab"].get("encoder")
+    if stored:  # the cell by the name it was saved under, from whatever package registers it here
+        encoder_entry(stored["name"], stored)
     run_cfg = upgraded(OmegaConf.create(checkpoint["seqlab"]["config"]))
     trusted = trusted_packages(trusted)
     for group in ("data", "model", "optimizer", "scheduler"):  # everything build_task instantiates

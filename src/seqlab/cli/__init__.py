@@ -18,6 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seqlab.errors import USER_ERRORS, os_error_message
+from seqlab.rundir.records import restore_config_records
 from seqlab.user_config import check_user_configs
 
 
@@ -40,4 +41,5 @@ def run(task_function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     except (*USER_ERRORS, OSError) as err:  # OSError: a write the file system refused (full, read-only...)
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweep records this job as failed and goes on
+        restore_config_records()  # a refused resume leaves its run dir's records as they were
         raise SystemExit(f"error: {os_error_message(err) if isinstance(err, OSError) else err}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -89,6 +90,12 @@ def ensure_files(
         with folder_lock(folder):
             for name in missing():  # what another process has not fetched meanwhile
                 download([m + name for m in mirrors], folder / name, files[name])
+    except OSError as err:  # the folder cannot be written (read-only, no permission): name what is missing
+        reason = f"{err.strerror} ({errno.errorcode.get(err.errno or 0, '?')})"
+        raise DataError(
+            f"{what} data: {', '.join(missing())} missing in {folder}, which cannot be written to download "
+            f"them ({reason}); put the files there, or point paths.data_dir (SEQLAB_DATA_DIR) at a folder that has them"
+        ) from None
     except DataError as err:
         raise DataError(
             f"{what} data not found in {folder} and the download failed.\n"

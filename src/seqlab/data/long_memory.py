@@ -65,7 +65,11 @@ def copy_example(seq_len: int, rng: np.random.Generator) -> tuple[Tensor, Tensor
 
 class LongMemoryDataModule(InMemoryDataModule):
     """`problem: adding | copy` at sequence length `seq_len` (T): `train_size` examples an epoch, fixed
-    `val_size`/`test_size` ones, all drawn from `data_seed` (the training seed only orders the batches)."""
+    `val_size`/`test_size` ones, all drawn from `data_seed` (the training seed only orders the batches).
+
+    `curriculum: [T_0, T_1, ...]` trains epoch k on length T_k, then on `seq_len` once the list is used
+    up; validation and test are always at `seq_len`, so the budget and the score are the problem's own.
+    """
 
     PROBLEMS = ("adding", "copy")
 
@@ -82,6 +86,7 @@ class LongMemoryDataModule(InMemoryDataModule):
         shuffle_seed: int | None = 0,
         num_workers: int = 0,
         pin_memory: bool | None = None,
+        curriculum: list[int] | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, shuffle_seed, num_workers, pin_memory)
         if problem not in self.PROBLEMS:
@@ -89,7 +94,16 @@ class LongMemoryDataModule(InMemoryDataModule):
         if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
             raise ConfigError(f"data.seq_len={seq_len!r}: the sequence length T must be an integer >= 1")
         check_positive(train_size=train_size, val_size=val_size, test_size=test_size)
-        self.problem, self.seq_len, self.data_seed = problem, seq_len, data_seed
+        curriculum = list(curriculum or [])
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in curriculum):
+            raise ConfigError(
+                f"data.curriculum={curriculum!r}: a list of sequence lengths (integers >= 1), one an epoch"
+            )
+        if curriculum and num_workers:
+            raise ConfigError(
+                "data.curriculum needs data.num_workers=0: the length follows the trainer's epoch"
+            )
+        self.problem, self.seq_len, self.data_seed, self.curriculum = problem, seq_len, data_seed, curriculum
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
 
     @property
@@ -111,9 +125,22 @@ class LongMemoryDataModule(InMemoryDataModule):
             / (self.seq_len + 2 * COPY_LENGTH)
         )
 
+    def train_length(self) -> int:
+        """This epoch's training length: the curriculum's entry for it, else `seq_len`."""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return self.curriculum[epoch] if epoch < len(self.curriculum) else self.seq_len
+
     def make_splits(self) -> tuple[GeneratedDataset, GeneratedDataset, GeneratedDataset]:
         example = adding_example if self.problem == "adding" else copy_example
+
+        def train_example(rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+            return example(self.train_length(), rng)
+
         return tuple(  # type: ignore[return-value]
-            GeneratedDataset(self.sizes[split], (self.data_seed, i), partial(example, self.seq_len))
+            GeneratedDataset(
+                self.sizes[split],
+                (self.data_seed, i),
+                train_example if split == "train" and self.curriculum else partial(example, self.seq_len),
+            )
             for i, split in enumerate(SPLITS)
         )

@@ -127,20 +127,28 @@ def read_csv(path: Path, require_label: bool = True) -> tuple[list[str], list[in
     `require_label` is false)."""
     if not path.is_file():
         raise DataError(f"{path} not found")
-    reader = csv.DictReader(io.StringIO(decode_utf8(path.read_bytes(), path), newline=""))
+    # strict: a quote closed inside a field (one review's unclosed quote swallowing the next rows) is an
+    # error, not a merged review that keeps another's label
+    reader = csv.DictReader(io.StringIO(decode_utf8(path.read_bytes(), path), newline=""), strict=True)
     columns = reader.fieldnames or []
     if "text" not in columns or (require_label and "label" not in columns):
         wanted = "text,label" if require_label else "text (and optionally label)"
         raise DataError(f"{path}: needs a header with columns {wanted}; found {reader.fieldnames}")
     texts: list[str] = []
     labels: list[int] | None = [] if "label" in columns else None
+    start = reader.line_num + 1  # the line the row being read starts on
     try:
         for row in reader:
             texts.append(row["text"] or "")
             if labels is not None:
                 labels.append(parse_label(row["label"] or "", path, reader.line_num))
-    except csv.Error as err:  # e.g. a field over the csv module's size limit: a broken quote
-        raise DataError(f"{path}, line {reader.line_num}: not valid CSV ({err})") from None
+            start = reader.line_num + 1
+    except csv.Error as err:  # a broken quote (or a field over the csv module's size limit)
+        rows = f"line {start}" if start == reader.line_num else f"the row starting on line {start}"
+        raise DataError(
+            f"{path}, {rows}: not valid CSV ({err}); a quote opened there is not closed before the next "
+            'row: fix the quoting (a quote inside a field is written twice: "")'
+        ) from None
     if not texts:
         raise DataError(f"{path} holds no reviews")
     return texts, labels

@@ -3,10 +3,10 @@
 from seqlab.models.awd import AWDLanguageModelNet, LockedDropout, WeightDropLSTM
 from seqlab.models.base import Encoder
 from seqlab.models.classifier import BagOfEmbeddings, SequenceClassifierNet
-from seqlab.models.diagonal import DIAGONAL_CELLS, DiagonalRecurrentEncoder
-from seqlab.models.encoder import ENCODERS, build_encoder
+from seqlab.models.diagonal import DiagonalRecurrentEncoder
 from seqlab.models.language_model import LanguageModelNet, generate, next_token
-from seqlab.models.recurrent import CELLS, OwnRNN, RecurrentEncoder
+from seqlab.models.recurrent import OwnRNN, RecurrentEncoder
+from seqlab.models.registry import build_encoder, encoder_names, register_encoder
 from seqlab.models.transformer import PositionwiseFeedForward, SelfAttentionEncoder
 
 RNNLanguageModel = LanguageModelNet  # the `_target_` older checkpoints store: they still load
@@ -16,14 +16,13 @@ __all__ = [
     "LockedDropout",
     "WeightDropLSTM",
     "BagOfEmbeddings",
-    "CELLS",
-    "DIAGONAL_CELLS",
     "DiagonalRecurrentEncoder",
-    "ENCODERS",
     "Encoder",
     "PositionwiseFeedForward",
     "SelfAttentionEncoder",
     "build_encoder",
+    "encoder_names",
+    "register_encoder",
     "OwnRNN",
     "LanguageModelNet",
     "RNNLanguageModel",

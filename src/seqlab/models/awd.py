@@ -118,6 +118,10 @@ class AWDLanguageModelNet(nn.Module):
         logits = self.decoder(dropped)
         return (logits, tuple(finals), (raw, dropped)) if with_activations else (logits, tuple(finals))
 
+    def optimizer_settings(self) -> dict[str, dict[str, object]]:
+        """The paper's weight decay (1.2e-6) acts on every parameter, biases included."""
+        return {name: {"decay": True} for name, _ in self.named_parameters()}
+
     @property
     def encoder(self) -> nn.ModuleList:
         """The recurrent layers (what error messages about the cell name)."""

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
 from seqlab.checks import check_choice, check_dropout, check_positive
 from seqlab.models.awd import embedding_dropout
-from seqlab.models.base import Encoder
-from seqlab.models.encoder import build_encoder
+from seqlab.models.registry import build_encoder
 
 POOLINGS = ("last", "mean", "max", "none")
 
 
 class SequenceClassifierNet(nn.Module):
-    """(optional embedding) -> encoder (a recurrent cell or `transformer`) -> pooling -> linear head.
+    """(optional embedding) -> encoder (any registered `cell`) -> pooling -> linear head.
 
     Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`):
     (B, T), or (B, T, K) with K ids a step (a word and the word pair it starts) whose embeddings add up.
     Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`;
     `none` gives every step its own output, (B, T, num_classes). `num_classes: 1` makes it a regressor.
     The mask may lie on the host while the inputs are on a GPU.
-    `num_heads` and `positions` configure the transformer encoder. `dropout` acts between stacked
+    `cell` is a registered cell's name or `{name: <cell>, <its settings>}` (seqlab.models.registry);
+    `hidden_dim`, `num_layers`, `dropout`, `bidirectional` size it. `dropout` acts between stacked
     layers; `embed_dropout` drops whole words (rows of the embedding), `input_dropout` acts on the
     encoder's inputs (the embeddings) and `output_dropout` on the pooled features: these regularize
     one-layer models too.
@@ -35,7 +36,7 @@ class SequenceClassifierNet(nn.Module):
         vocab_size: int | None = None,
         embed_dim: int | None = None,
         pad_id: int = 0,
-        cell: str | Callable[..., Encoder] = "lstm",
+        cell: str | Mapping[str, Any] = "lstm",
         hidden_dim: int = 128,
         num_layers: int = 1,
         dropout: float = 0.0,
@@ -44,9 +45,6 @@ class SequenceClassifierNet(nn.Module):
         output_dropout: float = 0.0,
         bidirectional: bool = False,
         pooling: str = "last",
-        pack: bool = True,
-        num_heads: int = 4,
-        positions: str = "sinusoidal",
     ) -> None:
         super().__init__()
         check_choice("pooling", pooling, POOLINGS)
@@ -66,15 +64,12 @@ class SequenceClassifierNet(nn.Module):
             self.embedding = None
         self.pooling, self.embed_dropout = pooling, embed_dropout
         self.encoder = build_encoder(
+            cell,
             input_dim=input_dim,
             hidden_dim=hidden_dim,
             num_layers=num_layers,
-            cell=cell,
             dropout=dropout,
             bidirectional=bidirectional,
-            pack=pack,
-            num_heads=num_heads,
-            positions=positions,
         )
         self.input_drop = nn.Dropout(input_dropout)
         self.output_drop = nn.Dropout(output_dropout)

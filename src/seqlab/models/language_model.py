@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqlab.checks import check_choice, check_positive
-from seqlab.models.encoder import build_encoder
 from seqlab.models.recurrent import State
+from seqlab.models.registry import build_encoder, cell_spec
 
 STRATEGIES = ("multinomial", "greedy", "top_k")
 SOFTMAXES = ("full", "adaptive")
@@ -19,9 +22,9 @@ class LanguageModelNet(nn.Module):
 
     Dropout sits on the non-recurrent connections only, as in Zaremba et al. `tie_weights` shares the
     embedding and decoder matrices (needs embed_dim == hidden_dim); `init_range` draws every weight from
-    U(-init_range, init_range) as Zaremba did (recurrent cells only: it would flatten layer norms). With
-    `cell: transformer` the encoder is causal and its state is a memory of the last `context` embedded
-    tokens (`num_heads`, `positions` as in the encoder).
+    U(-init_range, init_range) as Zaremba did (recurrent cells only: it would flatten layer norms). `cell`
+    is any registered cell (a name or `{name: ..., <settings>}`) that carries a state; it is built causal,
+    so `transformer`'s state is a memory of the last `context` embedded tokens (its setting).
 
     `softmax: adaptive` replaces the decoder by Grave et al.'s adaptive softmax (`cutoffs` split the
     vocabulary, most frequent ids first; each tail cluster sees the features through a projection
@@ -35,13 +38,10 @@ class LanguageModelNet(nn.Module):
         embed_dim: int = 200,
         hidden_dim: int = 200,
         num_layers: int = 2,
-        cell: str = "lstm",
+        cell: str | Mapping[str, Any] = "lstm",
         dropout: float = 0.0,
         tie_weights: bool = False,
         init_range: float | None = None,
-        num_heads: int = 4,
-        positions: str = "sinusoidal",
-        context: int | None = 128,
         softmax: str = "full",
         cutoffs: list[int] | tuple[int, ...] = (2000,),
         div_value: float = 4.0,
@@ -58,15 +58,13 @@ class LanguageModelNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.encoder = build_encoder(
+            cell,
             input_dim=embed_dim,
             hidden_dim=hidden_dim,
             num_layers=num_layers,
-            cell=cell,
             dropout=dropout,
-            num_heads=num_heads,
-            positions=positions,
+            bidirectional=False,
             causal=True,
-            context=context,
         )
         self.softmax = softmax
         self.decoder = (
@@ -74,7 +72,7 @@ class LanguageModelNet(nn.Module):
             if softmax == "adaptive"
             else nn.Linear(hidden_dim, vocab_size)
         )
-        if cell == "transformer":
+        if cell_spec(cell)[0] == "transformer":
             # GPT-2's scale: N(0, 1) embeddings (PyTorch's default) swamp the positions and, when tied,
             # make the first logits ~16x too large next to the unit-variance layer-normed features.
             nn.init.normal_(self.embedding.weight, std=0.02)

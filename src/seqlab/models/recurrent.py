@@ -8,8 +8,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from seqlab.checks import check_choice, check_dropout, check_positive
 from seqlab.models.base import Encoder
+from seqlab.models.registry import register_encoder
 
-CELLS = ("rnn", "lstm", "gru", "own_rnn")
 State = Tensor | tuple[Tensor, Tensor]
 
 
@@ -153,9 +153,11 @@ class RecurrentEncoder(Encoder):
         dropout: float = 0.0,
         bidirectional: bool = False,
         pack: bool = True,
+        chrono: int | None = None,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
-        check_choice("cell", cell, CELLS)
+        check_choice("cell", cell, ("rnn", "lstm", "gru", "own_rnn"))
         check_positive(input_dim=input_dim, hidden_dim=hidden_dim, num_layers=num_layers)
         check_dropout(dropout)
         self.cell, self.hidden_dim, self.num_layers, self.pack = cell, hidden_dim, num_layers, pack
@@ -173,6 +175,8 @@ class RecurrentEncoder(Encoder):
                 dropout=dropout,
                 bidirectional=bidirectional,
             )
+        if chrono is not None or forget_bias is not None:
+            init_keep_gate(self.rnn, cell, hidden_dim, chrono, forget_bias)
 
     @property
     def output_dim(self) -> int:
@@ -226,3 +230,79 @@ class RecurrentEncoder(Encoder):
     def pool_last(self, out: Tensor, state: State, mask: Tensor | None) -> Tensor:
         """What `last` pooling reads: the final hidden state (at each row's true end)."""
         return self.last_hidden(state)
+
+
+def init_keep_gate(
+    rnn: nn.Module, cell: str, hidden_dim: int, chrono: int | None, forget_bias: float | None
+) -> None:
+    """The bias of the gate that keeps the state: LSTM's forget gate, GRU's update gate z (in torch,
+    h = (1 - z) n + z h). `chrono=T_max` (Tallec & Ollivier 2018): b ~ log U(1, T_max - 1), so the units
+    start remembering over 1 to T_max steps (and the LSTM's input gate -b); `forget_bias`: one value
+    (Jozefowicz et al. 2015 use 1). The hidden-to-hidden bias of those gates starts at 0."""
+    if chrono is not None and (isinstance(chrono, bool) or not isinstance(chrono, int) or chrono < 3):
+        raise ValueError(f"chrono={chrono!r}: T_max, the longest memory to start with, an integer >= 3")
+    if chrono is not None and forget_bias is not None:
+        raise ValueError("chrono and forget_bias both set the keep gate's bias: give one of them")
+    keep = {"lstm": 1, "gru": 1}[cell]  # the gate's chunk: LSTM (i, f, g, o), GRU (r, z, n)
+    h = hidden_dim
+    with torch.no_grad():
+        for name, bias in rnn.named_parameters():
+            if not name.startswith("bias_"):
+                continue
+            gate = bias[keep * h : (keep + 1) * h]
+            if name.startswith("bias_hh"):
+                gate.zero_()
+            elif chrono is not None:
+                gate.copy_(torch.log(torch.empty(h).uniform_(1, chrono - 1)))
+                if cell == "lstm":
+                    bias[:h] = -gate
+                    rnn.get_parameter(name.replace("bias_ih", "bias_hh"))[:h].zero_()
+            else:
+                gate.fill_(forget_bias)
+
+
+def plain(cell: str, doc: str):
+    """The builder of an ungated fused cell: its one setting is `pack` (see RecurrentEncoder)."""
+
+    def build(
+        input_dim: int,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        pack: bool = True,
+    ) -> RecurrentEncoder:
+        return RecurrentEncoder(input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack)
+
+    build.__doc__ = doc
+    return build
+
+
+def gated(cell: str, doc: str):
+    """The builder of a gated fused cell: `pack`, and `chrono`/`forget_bias` for the gate that keeps the
+    state (init_keep_gate; both null keep torch's init)."""
+
+    def build(
+        input_dim: int,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        pack: bool = True,
+        chrono: int | None = None,
+        forget_bias: float | None = None,
+    ) -> RecurrentEncoder:
+        return RecurrentEncoder(
+            input_dim, hidden_dim, num_layers, cell, dropout, bidirectional, pack, chrono, forget_bias
+        )
+
+    build.__doc__ = doc
+    return build
+
+
+register_encoder("rnn", plain("rnn", "Elman's RNN (torch's fused nn.RNN, tanh)."))
+register_encoder(
+    "own_rnn", plain("own_rnn", "The Elman RNN written out step by step (OwnRNN), for teaching.")
+)
+register_encoder("lstm", gated("lstm", "Hochreiter & Schmidhuber's LSTM (nn.LSTM)."))
+register_encoder("gru", gated("gru", "Cho et al.'s GRU (nn.GRU)."))

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from seqlab.checks import check_choice, check_dropout, check_positive
 from seqlab.models.base import Encoder
+from seqlab.models.registry import register_encoder
 
 POSITIONS = ("sinusoidal", "learned", "none")
 
@@ -129,3 +130,25 @@ class SelfAttentionEncoder(Encoder):
             out = out * mask[..., None]
         new_state = full[:, -self.context :] if self.context else None
         return out, new_state
+
+
+@register_encoder("transformer")
+def transformer(
+    input_dim: int,
+    hidden_dim: int = 128,
+    num_layers: int = 2,
+    dropout: float = 0.0,
+    bidirectional: bool = False,
+    causal: bool = False,
+    num_heads: int = 4,
+    positions: str = "sinusoidal",
+    context: int | None = None,
+) -> SelfAttentionEncoder:
+    """Pre-norm self-attention (Vaswani et al. 2017). `num_heads` (hidden_dim a multiple of it);
+    `positions`: sinusoidal | learned | none; `context`: earlier inputs a chunk attends to (a language
+    model's memory across TBPTT windows; null: none). Causal when the net asks (language models)."""
+    if bidirectional:
+        raise ValueError("bidirectional=true does not apply to cell=transformer: attention sees both sides")
+    return SelfAttentionEncoder(
+        input_dim, hidden_dim, num_layers, num_heads, dropout, positions, causal=causal, context=context
+    )

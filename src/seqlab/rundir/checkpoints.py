@@ -36,6 +36,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise OSError(
                 errno.ENOSPC if full else errno.EIO, "could not write the checkpoint", str(path)
             ) from err
+        except OSError as err:  # a flush or fsync names no file: name the checkpoint being written
+            if err.filename:
+                raise
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         finally:
             tmp.unlink(missing_ok=True)
         dir_fd = os.open(path.parent, os.O_RDONLY)

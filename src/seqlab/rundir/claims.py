@@ -24,6 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seqlab.errors import ConfigError, os_error_message
+from seqlab.rundir.records import keep_config_records
 from seqlab.slurm import is_queued
 
 CLAIM_FILE = ".seqlab_claim.json"
@@ -210,6 +211,8 @@ class RunDirClaim(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._claim(str(config.hydra.run.dir), config, "run dir")
+        if resuming(config) and is_launching_process():  # before Hydra rewrites .hydra/: kept until accepted
+            keep_config_records(config.hydra.run.dir)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_launching_process() or config.hydra.mode != RunMode.MULTIRUN:

@@ -1,5 +1,6 @@
 """What a run leaves in its run dir besides checkpoints: `metrics.json` (a finished run), `machine.txt`
-(where it ran), `error.json` (why it failed; a stop signal's message marks it resumable)."""
+(where it ran), `error.json` (why it failed; a stop signal's message marks it resumable), and the
+config records Hydra writes (`.hydra/*.yaml`), which a refused resume puts back as they were."""
 
 from __future__ import annotations
 
@@ -12,15 +13,58 @@ from pathlib import Path
 import torch
 
 import seqlab
-from seqlab.atomic import write_text_atomic
+from seqlab.atomic import write_bytes_atomic, write_text_atomic
+from seqlab.errors import DataError
 
 ERROR_FILE = "error.json"
 STOPPED = "stopped by a signal"  # the pipeline's message when a stop signal ended training
 
 
 def read_metrics(output_dir: str | Path) -> dict[str, float] | None:
+    """A finished run's metrics; None where there are none. A damaged file (cut short, not JSON, not a
+    mapping of numbers) is a DataError naming it: the run did not finish cleanly, rerunning it does."""
     path = Path(output_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+        if not isinstance(metrics, dict) or not all(isinstance(v, int | float) for v in metrics.values()):
+            raise ValueError("not a mapping of metric names to numbers")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(
+            f"{path} is damaged ({type(err).__name__}: {err}); delete it to rerun the run"
+        ) from None
+    return metrics
+
+
+def finished(output_dir: str | Path) -> bool:
+    """Whether a run dir holds an intact metrics.json (a damaged one is not a finished run)."""
+    try:
+        return read_metrics(output_dir) is not None
+    except DataError:
+        return False
+
+
+# The `.hydra/*.yaml` of a run dir being resumed, as they were before Hydra rewrote them at this start.
+_kept: dict[Path, bytes] = {}
+
+
+def keep_config_records(run_dir: str | Path) -> None:
+    """Before Hydra writes the new config into a resumed run's dir: remember the old records."""
+    _kept.clear()
+    _kept.update({p: p.read_bytes() for p in (Path(run_dir) / ".hydra").glob("*.yaml") if p.is_file()})
+
+
+def accept_config_records() -> None:
+    """The resume was accepted (training starts): the new records stand."""
+    _kept.clear()
+
+
+def restore_config_records() -> None:
+    """The resume was refused: put the old records back, so the run dir is as it was."""
+    for path, data in _kept.items():
+        write_bytes_atomic(path, data)
+    _kept.clear()
 
 
 def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
@@ -48,6 +92,18 @@ def machine() -> str:
 
 def write_machine(output_dir: str | Path) -> Path:
     return write_text_atomic(Path(output_dir) / "machine.txt", machine() + "\n")
+
+
+def read_error(output_dir: str | Path) -> dict[str, str] | None:
+    """A failed run's `error.json`; a damaged one reads as a failure saying so."""
+    path = Path(output_dir) / ERROR_FILE
+    if not path.is_file():
+        return None
+    try:
+        error = json.loads(path.read_text())
+        return {"type": str(error["type"]), "message": str(error["message"])}
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
+        return {"type": "DamagedRecord", "message": f"{path} is damaged ({type(err).__name__}: {err})"}
 
 
 def record_failure(output_dir: str | Path, error: BaseException) -> None:

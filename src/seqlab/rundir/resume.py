@@ -27,8 +27,9 @@ def resume_checkpoint(cfg: DictConfig) -> tuple[str, dict[str, Any]] | None:
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path), read_checkpoint(cfg.ckpt_path)
     last = last_checkpoint(cfg.paths.output_dir)
+    others = [p for p in last.parent.glob("*.ckpt") if p != last] if last.parent.is_dir() else []
     if resuming(cfg):
-        if last.is_file():
+        if last.is_file() or others:  # last.ckpt damaged or gone: the newest intact one
             intact, checkpoint = intact_checkpoint(last)
             log.info("Resuming from %s", intact)
             return str(intact), checkpoint
@@ -40,7 +41,7 @@ def resume_checkpoint(cfg: DictConfig) -> tuple[str, dict[str, Any]] | None:
             cfg.paths.output_dir,
         )
         return None
-    if last.exists():
+    if last.exists() or others:
         raise ConfigError(
             f"{cfg.paths.output_dir} already holds the checkpoints of an earlier run: resume=true continues "
             "it; another run_name=... (or hydra.run.dir=...) starts a new one"
@@ -50,27 +51,35 @@ def resume_checkpoint(cfg: DictConfig) -> tuple[str, dict[str, Any]] | None:
 
 def intact_checkpoint(last: Path) -> tuple[Path, dict[str, Any]]:
     """`last` and its contents when it reads; else the newest checkpoint beside it that does, after saying
-    so in one line. The damaged file is kept aside as `<name>.damaged` (never deleted); none intact is a
+    so in one line. A damaged file is kept aside as `<name>.damaged` (never deleted); none intact is a
     ConfigError."""
-    try:
-        return last, read_checkpoint(last)
-    except ConfigError as err:
-        damage = str(err).split(": ", 1)[-1]
+    if not last.exists():
+        damage = "missing"
+    else:
+        try:
+            return last, read_checkpoint(last)
+        except ConfigError as err:
+            damage = str(err).split(": ", 1)[-1]
     others = sorted(last.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
     for candidate in (p for p in others if p != last):
         try:
             checkpoint = read_checkpoint(candidate)
         except ConfigError:
             continue
-        aside = last.with_name(last.name + ".damaged")
-        last.replace(aside)
-        log.warning(
-            "resume: %s is damaged (%s); kept as %s, resuming from %s, the newest intact checkpoint",
-            last,
-            damage,
-            aside.name,
-            candidate,
-        )
+        if last.exists():
+            aside = last.with_name(last.name + ".damaged")
+            last.replace(aside)
+            log.warning(
+                "resume: %s is damaged (%s); kept as %s, resuming from %s, the newest intact checkpoint",
+                last,
+                damage,
+                aside.name,
+                candidate,
+            )
+        else:
+            log.warning(
+                "resume: %s is missing; resuming from %s, the newest intact checkpoint", last, candidate
+            )
         return candidate, checkpoint
     rest = [p.name for p in others if p != last]
     raise ConfigError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from seqlab.callbacks.history import read_history
+from seqlab.errors import DataError
 from seqlab.rundir.checkpoints import last_checkpoint
 from seqlab.rundir.claims import held_by_another_live_process
-from seqlab.rundir.records import ERROR_FILE, STOPPED
+from seqlab.rundir.records import STOPPED, read_error, read_metrics
 
 RETRIED_FILE = "retried_as"  # in a job dir whose trial a resumed search ran again: the retry's job number
 
@@ -56,21 +56,25 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     if scored:
         pick = max if mode == "max" else min
         row["best_epoch"] = int(pick(scored, key=lambda h: h[metric])["epoch"])
-    metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
-    if metrics_file.is_file():
+    try:
+        metrics = read_metrics(job_dir)
+    except (
+        DataError
+    ) as err:  # cut short or garbled: named, and the job counts as failed (a rerun retrains it)
+        row["status"], row["error"] = "failed", str(err)
+        return row
+    error = read_error(job_dir)
+    if metrics is not None:
         row["status"] = "done"
-        row["metrics"] = json.loads(metrics_file.read_text())
+        row["metrics"] = metrics
     elif held_by_another_live_process(job_dir):
         row["status"] = "running"
-    elif last_checkpoint(job_dir).is_file() and (
-        not error_file.is_file() or STOPPED in json.loads(error_file.read_text())["message"]
-    ):
+    elif last_checkpoint(job_dir).is_file() and (error is None or STOPPED in error["message"]):
         row["status"] = "interrupted (resumable)"
         row["error"] = (
             f"stopped or killed after {len(history)} whole epochs: rerun the sweep with resume=true to continue"
         )
-    elif error_file.is_file():
-        error = json.loads(error_file.read_text())
+    elif error is not None:
         row["status"] = "pruned" if error["type"] == "TrialPruned" else "failed"
         row["error"] = f"{error['type']}: {error['message']}"
     else:

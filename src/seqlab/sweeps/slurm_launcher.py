@@ -24,6 +24,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab.errors import ConfigError
+from seqlab.rundir.records import finished
 from seqlab.slurm import is_queued
 from seqlab.sweeps.queue import add_to_record, read_record
 
@@ -111,7 +112,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         record, left = read_record(sweep_dir), []
         for num, overrides, name in jobs:
             earlier = record.get(name, {}).get("slurm_job")
-            if (sweep_dir / name / "metrics.json").is_file():
+            if finished(sweep_dir / name):
                 print(f"job {num} is done (metrics.json): not submitted again")
             elif earlier and is_queued(earlier):
                 print(f"job {num} is still queued as SLURM job {earlier}: not submitted again")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
@@ -11,8 +12,10 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from seqlab.compat import attached_trainer, is_compiled, total_batch_index
-from seqlab.optimization import Optimization
+from seqlab.optimization import Optimization, describe_groups
 from seqlab.seeding import rng_state, set_rng_state
+
+log = logging.getLogger(__name__)
 
 
 class TaskModule(L.LightningModule):
@@ -54,7 +57,12 @@ class TaskModule(L.LightningModule):
             )
 
     def configure_optimizers(self) -> Any:
-        return self.optimization.configure(self.parameters(), automatic=self.automatic_optimization)
+        return self.optimization.configure(self, automatic=self.automatic_optimization)
+
+    def on_fit_start(self) -> None:
+        for optimizer in self.trainer.optimizers:  # once a run: what each parameter is trained with
+            if self.trainer.is_global_zero:
+                log.info(describe_groups(optimizer))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["seqlab"] = self.run_info

@@ -163,8 +163,7 @@ class LanguageModel(TaskModule):
             if self.train_state is None:
                 raise ConfigError(
                     f"model.net.cell: {type(self.net.encoder).__name__} returns no state, and the language "
-                    "model carries it across TBPTT windows; use a cell that returns one (rnn, lstm, gru, "
-                    "own_rnn, indrnn, lru, mingru, minlstm, transformer)"
+                    "model carries it across TBPTT windows; use a cell that returns one (seqlab's own all do)"
                 )
             self.manual_backward(loss / self.optimization.accumulate_grad_batches)
             self._pending_chunks += 1

@@ -1,5 +1,6 @@
 """JANET (van der Westhuizen & Lasenby 2018, "The unreasonable effectiveness of the forget gate"): an LSTM
-with only its forget gate. Written as a seqlab `Encoder`, so `model.net.cell` can name it."""
+with only its forget gate. Written as a seqlab `Encoder` and registered as `janet` (pyproject.toml's `seqlab.encoders` entry point),
+so `model.net.cell: janet` names it and its checkpoints restore by that name."""
 
 from __future__ import annotations
 
