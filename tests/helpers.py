@@ -297,3 +297,66 @@ class RankRecord(L.Callback):
         folder = Path(trainer.default_root_dir, "ranks")
         folder.mkdir(exist_ok=True)
         (folder / f"{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class SignalAtHook(L.Callback):
+    """Send this process `signum` (SIGKILL included) once, at a named point of a run: the first time a
+    Lightning hook is reached in `epoch` (of fitting; the final validation and test outside it). A file
+    `signal_sent` in the run dir marks it sent, so the resumed run goes through the same point unharmed.
+
+    Points: sanity (the sanity check), train_batch (a training batch's start), before_validation
+    (between an epoch's last batch and its validation), validation_batch, validation_end,
+    train_epoch_end, checkpoint_write (inside saving a checkpoint), next_epoch_start, fit_end, final_validation,
+    final_test."""
+
+    def __init__(self, point: str, epoch: int = 1, signum: int = signal.SIGTERM) -> None:
+        self.point, self.epoch, self.signum = point, epoch, signum
+
+    def _at(self, point: str, trainer, epoch: int | None = None) -> None:
+        marker = Path(trainer.default_root_dir, "signal_sent")
+        if point != self.point or marker.exists():
+            return
+        if epoch is not None and epoch != self.epoch:
+            return
+        marker.write_text(point)
+        os.kill(os.getpid(), self.signum)
+
+    def _fitting(self, trainer) -> bool:
+        return trainer.state.fn == "fit" and not trainer.sanity_checking
+
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self._at("sanity", trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 1:
+            self._at("train_batch", trainer, trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._at("next_epoch_start", trainer, trainer.current_epoch - 1)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self._fitting(trainer):
+            self._at("before_validation", trainer, trainer.current_epoch)
+        elif trainer.state.fn == "validate":
+            self._at("final_validation", trainer)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._fitting(trainer) and batch_idx == 0:
+            self._at("validation_batch", trainer, trainer.current_epoch)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._fitting(trainer):
+            self._at("validation_end", trainer, trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._at("train_epoch_end", trainer, trainer.current_epoch)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if self._fitting(trainer):
+            self._at("checkpoint_write", trainer, trainer.current_epoch)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._at("fit_end", trainer)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._at("final_test", trainer)

@@ -146,3 +146,30 @@ def test_a_user_config_folder_that_does_not_exist_is_one_line(tmp_path, how):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert ("no_such_lab.conf" if how == "pkg" else f"{str(missing)!r} does not exist") in lines[0]
+
+
+def test_a_data_config_without_shuffle_seed_follows_the_runs_seed(make_cfg):
+    """A user's data yaml needed `shuffle_seed: ${seed}`, or every seed of a sweep saw one batch order."""
+    from seqlab.build import build_datamodule
+
+    orders = {
+        seed: build_datamodule(
+            make_cfg("experiment=mnist_rnn", "~data.shuffle_seed", f"seed={seed}")
+        ).shuffle_seed
+        for seed in (1, 2)
+    }
+    assert orders == {1: 1, 2: 2}
+    fixed = build_datamodule(make_cfg("experiment=mnist_rnn", "data.shuffle_seed=7", "seed=1"))
+    assert fixed.shuffle_seed == 7  # set: kept
+
+
+def test_a_target_whose_module_lacks_the_class_names_both(make_cfg):
+    """`No module named 'tests.helpers.CIFGLstm'; 'tests.helpers' is not a package` hid the real problem."""
+    cfg = make_cfg("experiment=mnist_rnn", *LIMIT, "model.net._target_=tests.helpers.CIFGLstm")
+    with pytest.raises(ConfigError) as err:
+        pipeline.train(cfg)
+    message = str(err.value)
+    assert message.startswith(
+        "model.net._target_='tests.helpers.CIFGLstm': module tests.helpers has no 'CIFGLstm'"
+    )
+    assert "MeanSoFarEncoder" in message and "\n" not in message

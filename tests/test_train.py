@@ -29,6 +29,18 @@ def test_every_experiment_runs_with_fast_dev_run(make_cfg, experiment):
     assert saved == pytest.approx(metrics) and all(isinstance(v, float) for v in saved.values())
 
 
+def test_a_cell_the_grad_norm_globs_do_not_name_gets_one_warning_naming_the_setting(make_cfg, recwarn):
+    """The default globs name nn.RNN's weights: a diagonal cell (or a user's) logged nothing, silently."""
+    cfg = make_cfg("experiment=mnist_rnn", *LIMIT, "model.net.cell=mingru")
+    pipeline.train(cfg)
+    warned = [str(w.message) for w in recwarn if "callbacks.grad_norm.params" in str(w.message)]
+    assert (
+        len(warned) == 1
+        and "matches no parameter of this model (net.encoder.layers.0.input.weight" in warned[0]
+    )
+    assert "or set callbacks.grad_norm=null" in warned[0]
+
+
 def test_run_dir_holds_checkpoints_tensorboard_and_grad_norms(make_cfg):
     cfg = make_cfg(
         "experiment=mnist_rnn", *LIMIT, "callbacks.grad_norm.every_n_steps=1", "trainer.log_every_n_steps=2"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 from typing import Any
 
@@ -33,6 +35,9 @@ def instantiate(node: Any, where: str, **kwargs: Any) -> Any:
         if isinstance(cause, ImportError):  # Hydra's three lines about a `_target_` it cannot import
             target = re.search(r"'([^']+)'", str(cause))
             reason = str(cause).splitlines()[1] if "\n" in str(cause) else str(cause)
+            missing = missing_attribute(target.group(1)) if target else None
+            if missing:
+                raise ConfigError(f"{key}._target_={target.group(1)!r}: {missing}") from None
             raise ConfigError(
                 f"{key}._target_={target.group(1) if target else '?'!r} cannot be imported ({reason}); "
                 "install the package that defines it (pip install -e <your project>) or fix the name"
@@ -42,8 +47,35 @@ def instantiate(node: Any, where: str, **kwargs: Any) -> Any:
         raise ConfigError(f"{key}: {cause}") from None
 
 
+def missing_attribute(target: str) -> str | None:
+    """For a `_target_` whose module imports but lacks the name: what the module does define."""
+    module_name, _, name = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # the module itself is what cannot be imported: Hydra's reason stands
+        return None
+    if hasattr(module, name):
+        return None
+    defined = sorted(
+        k for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name
+    )
+    return f"module {module_name} has no {name!r}" + (f"; it defines {', '.join(defined)}" if defined else "")
+
+
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    return instantiate(cfg.data, "data")
+    """The data module; one whose constructor takes `shuffle_seed` and whose config does not set it
+    follows the run's `seed` (so that every seed of a sweep sees its own batch order)."""
+    node = cfg.data
+    if "shuffle_seed" not in node and takes_argument(node.get("_target_"), "shuffle_seed"):
+        return instantiate(node, "data", shuffle_seed=cfg.get("seed"))
+    return instantiate(node, "data")
+
+
+def takes_argument(target: str | None, name: str) -> bool:
+    try:
+        return name in inspect.signature(hydra.utils.get_class(target)).parameters if target else False
+    except Exception:  # not importable: instantiate names the problem
+        return False
 
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> TaskModule:

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from seqlab.build import (
     instantiate,
     seed,
 )
+from seqlab.callbacks.history import read_history
 from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.compat import StopTraining
 from seqlab.distributed import distributed_job
@@ -76,10 +79,14 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
         logger.log_hyperparams(flatten(task.run_info["config"]))
 
     start = time.perf_counter()
-    with distributed_job(), out_of_memory_reported(out_of_memory):
+    with distributed_job(), out_of_memory_reported(out_of_memory), signals_held(trainer):
         fit(trainer, task, datamodule, ckpt_path, cfg.paths.output_dir)
-        metrics = {"train/loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
-        metrics |= score_best_checkpoint(trainer, task, datamodule, test=cfg.get("test", True))
+        metrics = {"train/loss": final_train_loss(trainer, cfg.paths.output_dir)}
+        with stopped_as_error(
+            trainer, " (after training: the final validation and test run on resume)", cfg.paths.output_dir
+        ):
+            stop_if_signalled(trainer)  # a signal at the end of training: before the final phase
+            metrics |= score_best_checkpoint(trainer, task, datamodule, test=cfg.get("test", True))
         metrics["wall_time_s"] = time.perf_counter() - start
         if trainer.is_global_zero:
             log_final_hparams(trainer, flatten(task.run_info["config"]), metrics)
@@ -101,6 +108,51 @@ def finished_metrics(output_dir: str) -> dict[str, float] | None:
         return None
 
 
+def final_train_loss(trainer: L.Trainer, output_dir: str) -> float:
+    """The last epoch's train/loss: logged in this process, or, for a run resumed after its last epoch
+    (stopped in the final phase), the last row of its history.csv."""
+    if "train/loss" in trainer.callback_metrics:
+        return float(trainer.callback_metrics["train/loss"])
+    rows = read_history(Path(output_dir) / "history.csv")
+    return float(rows[-1].get("train/loss", float("nan"))) if rows else float("nan")
+
+
+def signal_checkpoints(trainer: L.Trainer) -> list[SignalCheckpoint]:
+    return [c for c in trainer.callbacks if isinstance(c, SignalCheckpoint)]
+
+
+@contextlib.contextmanager
+def signals_held(trainer: L.Trainer) -> Iterator[None]:
+    """The stop signals stay with SignalCheckpoint from fit to the end of the final test, then go back."""
+    try:
+        yield
+    finally:
+        for callback in signal_checkpoints(trainer):
+            callback.release()
+
+
+def stop_if_signalled(trainer: L.Trainer) -> None:
+    if any(c.signalled is not None for c in signal_checkpoints(trainer)):
+        raise StopTraining()
+
+
+@contextlib.contextmanager
+def stopped_as_error(trainer: L.Trainer, where: str, output_dir: str) -> Iterator[None]:
+    """A stop signal (see SignalCheckpoint) ends the process with one line naming where and the resume."""
+    try:
+        yield
+    except StopTraining:  # Lightning's way out on SIGTERM, SignalCheckpoint's on every stop signal
+        message = (
+            f"error: {STOPPED} at epoch {trainer.current_epoch}, step {trainer.global_step}{where}; "
+            f"resume=true continues from {last_checkpoint(output_dir)}"
+        )
+        log.info(message)
+        log_stopped(trainer.loggers)
+        for callback in signal_checkpoints(trainer):
+            callback.hand_over()  # a scheduler's handler may requeue the job and exit here
+        raise SystemExit(message) from None
+
+
 def fit(
     trainer: L.Trainer,
     task: L.LightningModule,
@@ -108,20 +160,9 @@ def fit(
     ckpt_path: str | None,
     output_dir: str,
 ) -> None:
-    """`trainer.fit`; a stop signal (see SignalCheckpoint) ends the process with an error naming the resume."""
-    try:
+    """`trainer.fit`; a stop signal ends the process with an error naming the resume."""
+    with stopped_as_error(trainer, "", output_dir):
         trainer.fit(task, datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except StopTraining:  # Lightning's way out on SIGTERM (SignalCheckpoint's on SIGUSR1/2 too)
-        message = (
-            f"error: {STOPPED} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
-            f"resume=true continues from {last_checkpoint(output_dir)}"
-        )
-        log.info(message)
-        log_stopped(trainer.loggers)
-        for callback in trainer.callbacks:
-            if isinstance(callback, SignalCheckpoint):
-                callback.hand_over()  # a scheduler's handler may requeue the job and exit here
-        raise SystemExit(message) from None
 
 
 def score_best_checkpoint(

@@ -6,7 +6,7 @@ from fnmatch import fnmatch
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from seqlab.checks import check_positive
 
@@ -42,6 +42,15 @@ class GradNormMonitor(L.Callback):
             return
         values = self.norms(pl_module)
         if not values:
+            if first:  # a cell whose parameters have other names (the default globs name nn.RNN's)
+                self._printed = True
+                names = [n for n, p in pl_module.named_parameters() if p.requires_grad]
+                shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+                rank_zero_warn(
+                    f"callbacks.grad_norm.params={list(self.params)} matches no parameter of this model "
+                    f"({shown}): no gradient norms are logged; name yours, e.g. "
+                    "'callbacks.grad_norm.params=[\"*encoder.layers.0.*\"]', or set callbacks.grad_norm=null"
+                )
             return
         # Straight to the loggers: every_n_steps, not the Trainer's log_every_n_steps, sets the cadence.
         floats = {k: v.item() for k, v in values.items()}

@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
 from seqlab.atomic import write_text_atomic
+from seqlab.compat import batches_done_in_epoch
 
 
 class EpochHistory(Checkpoint):
@@ -18,10 +19,16 @@ class EpochHistory(Checkpoint):
 
     A `Checkpoint` subclass only so that Lightning calls it after the task's own `on_train_epoch_end`,
     where epoch means such as `train/loss` are logged. A resumed run keeps the rows of earlier epochs.
+    `train_batches` says how many of the epoch's training batches its train/* means cover: all of them,
+    except in an epoch resumed mid-way, whose means cover the batches run after the resume.
     """
 
     def __init__(self, filename: str = "history.csv") -> None:
         self.filename = filename
+        self._first_batch = 0  # where this process started the epoch (a mid-epoch resume: past 0)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._first_batch = batches_done_in_epoch(trainer)
 
     def _path(self, trainer: L.Trainer) -> Path:
         return Path(trainer.default_root_dir) / self.filename
@@ -30,13 +37,16 @@ class EpochHistory(Checkpoint):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row["train_batches"] = batches_done_in_epoch(trainer) - self._first_batch
         for name, value in sorted(trainer.callback_metrics.items()):
             if value.numel() == 1 and not name.endswith("_step"):
                 row[name] = float(value)
         path = self._path(trainer)
         earlier = [r for r in read_history(path) if int(r["epoch"]) < trainer.current_epoch]
         for r in earlier:  # read back as floats: written again as the integers they are
-            r["epoch"], r["step"] = int(r["epoch"]), int(r["step"])
+            for key in ("epoch", "step", "train_batches"):
+                if key in r and not math.isnan(r[key]):
+                    r[key] = int(r[key])
         rows = [*earlier, row]
         columns = list(dict.fromkeys(k for r in rows for k in r))
         out = io.StringIO()
