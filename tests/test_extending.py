@@ -10,6 +10,7 @@ import torch
 
 import seqlab
 from seqlab import pipeline, restore
+from seqlab.config import CONF_DIR
 from seqlab.errors import ConfigError
 from tests.helpers import seqlab_cli
 
@@ -47,6 +48,7 @@ def test_a_registered_cell_trains_restores_by_name_and_is_named_where_it_is_not_
     provider = stored["encoder"]["provider"]
     assert f"error: model.net.cell='mean_so_far': the checkpoint's cell came from {provider}" in line
     assert "register it with seqlab.register_encoder" in line
+    assert not (tmp_path / "refused").exists(), "a refused eval leaves no empty run dir"
 
 
 def test_a_checkpoint_naming_its_cell_by_import_path_restores_through_the_registry(make_cfg, tmp_path):
@@ -173,3 +175,26 @@ def test_a_target_whose_module_lacks_the_class_names_both(make_cfg):
         "model.net._target_='tests.helpers.CIFGLstm': module tests.helpers has no 'CIFGLstm'"
     )
     assert "MeanSoFarEncoder" in message and "\n" not in message
+
+
+def test_an_unknown_experiment_is_one_line_naming_the_folders_and_the_config_path(tmp_path, user_conf):
+    """Without SEQLAB_CONFIG_PATH a user's experiment got Hydra's 35-line list of seqlab's options."""
+    lost = seqlab_cli("train", "experiment=my_lstm", cwd=tmp_path)
+    assert lost.returncode == 1 and "Traceback" not in lost.stderr
+    assert lost.stderr.strip().splitlines() == [
+        f"error: experiment=my_lstm: no my_lstm.yaml in {CONF_DIR}/experiment; a project's own are found "
+        "through SEQLAB_CONFIG_PATH (unset here) or --config-dir"
+    ]
+    found = seqlab_cli(
+        "train",
+        "experiment=my_lstm",
+        "--cfg",
+        "job",
+        cwd=tmp_path,
+        env={"SEQLAB_CONFIG_PATH": str(user_conf)},
+    )
+    assert found.returncode == 0, found.stderr
+    typo = seqlab_cli("train", "experiment=my_lstn", cwd=tmp_path, env={"SEQLAB_CONFIG_PATH": str(user_conf)})
+    assert typo.stderr.strip().splitlines()[-1] == (
+        f"error: experiment=my_lstn: no my_lstn.yaml in {CONF_DIR}/experiment, {user_conf}/experiment"
+    )

@@ -247,6 +247,11 @@ def write_each_record(kind: str, folder: Path, version: int) -> Path:
             global_step=10 * version,
             callback_metrics={"val/acc": torch.tensor(version / 10)},
             default_root_dir=str(folder),
+            fit_loop=SimpleNamespace(
+                epoch_loop=SimpleNamespace(
+                    batch_progress=SimpleNamespace(current=SimpleNamespace(processed=3))
+                )
+            ),
         )
         EpochHistory().on_train_epoch_end(trainer, None)
         return folder / "history.csv"
@@ -321,3 +326,19 @@ def test_a_missing_file_on_a_read_only_data_dir_is_named(tmpfs, data_dir):
     assert line.startswith(f"error: MNIST data: {gone.name.removesuffix('.gz')}") or gone.name in line, line
     assert f"missing in {folder / 'MNIST' / 'raw'}, which cannot be written" in line and "(EROFS)" in line
     assert ".lock" not in line
+
+
+def test_mnist_files_are_checked_against_their_published_md5s(make_cfg, monkeypatch, tmp_path, caplog):
+    """The tiny test MNIST is not the published one: strict refuses it naming a file, warn says so once."""
+    import logging
+
+    from seqlab import pipeline
+    from seqlab.data import files
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(files, "_warned", set())  # once a process: this test's own first time
+    with pytest.raises(DataError, match=r"^MNIST file .*-ubyte\.gz has md5 [0-9a-f]{32}, not the published"):
+        pipeline.train(make_cfg(*LIMIT, "data.verify=strict"))
+    with caplog.at_level(logging.WARNING):
+        pipeline.train(make_cfg(*LIMIT, "data.verify=warn", output_dir=tmp_path / "w"))
+    assert "MNIST file" in caplog.text and "not the published" in caplog.text

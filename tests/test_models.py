@@ -214,3 +214,22 @@ def test_the_documented_new_cell_registers_and_trains(make_cfg, tmp_path):
                 output_dir=tmp_path / "b",
             )
         )
+
+
+def test_an_installed_cell_that_cannot_load_is_named_when_asked_for_and_spares_the_others(monkeypatch):
+    from importlib import metadata
+
+    from seqlab.errors import ConfigError
+    from seqlab.models import registry
+
+    broken = metadata.EntryPoint("broken_cell", "no_such_lab.cells:Cell", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [broken])
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_broken", {})
+    assert "lstm" in registry.encoder_names() and "broken_cell" not in registry.encoder_names()
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.net.cell='broken_cell': the seqlab.encoders entry point "
+        r"no_such_lab.cells:Cell \(from \?\) cannot be loaded: ModuleNotFoundError",
+    ):
+        registry.encoder_entry("broken_cell")

@@ -476,13 +476,13 @@ def test_the_language_models_optimization_comes_from_the_optimizer_scheduler_and
     task = build.build_task(cfg, build.build_datamodule(cfg))
     optimization = task.optimization
     assert (optimization.gradient_clip_val, optimization.accumulate_grad_batches) == (0.5, 2)
-    bound = optimization.configure(task.parameters(), automatic=False)
+    bound = optimization.configure(task, automatic=False)
     assert bound["optimizer"].param_groups[0]["lr"] == 1.0  # optimizer_lr.sgd of ptb_zaremba_small
     assert bound["lr_scheduler"]["interval"] == "epoch" and "monitor" not in bound["lr_scheduler"]
     adam = build.build_task(
         cfg := make_cfg("experiment=ptb_zaremba_small", *TINY, "optimizer=adam"), build.build_datamodule(cfg)
     )
-    assert adam.optimization.configure(adam.parameters())["optimizer"].param_groups[0]["lr"] == 0.001
+    assert adam.optimization.configure(adam)["optimizer"].param_groups[0]["lr"] == 0.001
     with pytest.raises(ConfigError, match=r"scheduler.interval='hourly' is not supported"):
         bad = make_cfg("experiment=ptb_lab", *TINY, "scheduler=cosine", "scheduler.interval=hourly")
         build.build_task(bad, build.build_datamodule(bad))

@@ -48,6 +48,32 @@ resumed=$("$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/damaged" resu
 if [[ $? == 0 && -s "$WORK/damaged/metrics.json" && -s "$WORK/damaged/checkpoints/last.ckpt.damaged" ]]; then
   echo "ok    resume past a damaged last.ckpt: $(grep -o 'resume: .*' <<<"$resumed" | head -1)"
 else echo "FAIL  resume past a damaged last.ckpt: $(tail -1 <<<"$resumed")"; failures=$((failures + 1)); fi
+# last.ckpt gone, an epoch checkpoint intact: resume goes on from it
+"$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/gone" >/dev/null 2>&1
+rm -f "$WORK/gone/metrics.json" "$WORK/gone/checkpoints/last.ckpt"
+expect "resume with last.ckpt gone" "Metrics written to" \
+  "$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/gone" resume=true trainer.max_epochs=3
+# a refused resume: one line, and the run's records as they were
+cp "$WORK/gone/.hydra/config.yaml" "$WORK/config.before"
+expect "refused resume (another hidden_dim)" "does not fit the model config" \
+  "$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/gone" resume=true model.net.hidden_dim=24 \
+  trainer.max_epochs=4
+cmp -s "$WORK/config.before" "$WORK/gone/.hydra/config.yaml" && echo "ok    refused resume left .hydra/config.yaml" \
+  || { echo "FAIL  refused resume rewrote .hydra/config.yaml"; failures=$((failures + 1)); }
+expect "seed out of range" "seed=-1: a seed is an integer" "$PY" -m seqlab.train "${SMALL[@]}" seed=-1 \
+  "hydra.run.dir=$WORK/seed"
+# a sweep job's metrics.json cut short: named by the summary, the job failed
+"$PY" -m seqlab.train -m "${SMALL[@]}" model.net.hidden_dim=8 "hydra.sweep.dir=$WORK/cut" >/dev/null 2>&1
+head -c 20 "$WORK/cut/0/metrics.json" > "$WORK/cut/0/m" && mv "$WORK/cut/0/m" "$WORK/cut/0/metrics.json"
+"$PY" -m seqlab.summarize "$WORK/cut" >/dev/null 2>&1
+if grep -q "metrics.json is damaged" "$WORK/cut/summary.md"; then echo "ok    damaged metrics.json: named in summary.md"
+else echo "FAIL  damaged metrics.json not named"; failures=$((failures + 1)); fi
+# an IMDB CSV whose unclosed quote would merge two reviews
+mkdir -p "$WORK/imdb/imdb" && printf 'text,label\n"good one",1\n"a great film,1\n"bad movie",0\n' > "$WORK/imdb/imdb/train.csv"
+cp "$WORK/imdb/imdb/train.csv" "$WORK/imdb/imdb/test.csv"
+expect "IMDB CSV with an unclosed quote" "the row starting on line 3: not valid CSV" \
+  "$PY" -m seqlab.train experiment=imdb_bag debug=fdr print_config=false "paths.data_dir=$WORK/imdb" \
+  "hydra.run.dir=$WORK/imdb_run"
 head -c 40960 /dev/urandom > "$WORK/photo.jpg"
 expect "predict on a binary file" "is not text" "$PY" -m seqlab.predict "ckpt_path=$WORK/any.ckpt" "file=$WORK/photo.jpg"
 echo "$failures case(s) failed"

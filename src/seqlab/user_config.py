@@ -63,12 +63,33 @@ def folder_of(entry: str, source: str) -> Path:
     return folder
 
 
+CHECKED_GROUPS = ("experiment", "sweep", "hparams_search")  # the groups users name their own in
+
+
 def check_user_configs(argv: Sequence[str]) -> list[str]:
     """Check every user config folder before Hydra starts; return a warning for each user config that
     seqlab's own config of the same name hides (Hydra takes the first match on its search path, and
-    seqlab's package folder comes first)."""
+    seqlab's package folder comes first). An experiment (sweep, search) found in no folder is one line
+    naming the folders searched, instead of Hydra's list of every option."""
     warnings = []
     named = [(e, ENV_VAR) for e in env_entries()] + [(d, "--config-dir") for d in command_line_dirs(argv)]
+    folders = [SEQLAB_CONF] + [folder_of(entry, source) for entry, source in named]
+    for arg in argv:
+        group, _, name = arg.lstrip("+").partition("=")
+        if (
+            group in CHECKED_GROUPS
+            and name
+            and "," not in name
+            and not name.startswith(("$", "glob(", "choice("))
+            and not any((folder / group / f"{name}.yaml").is_file() for folder in folders)
+        ):
+            searched = ", ".join(str(f / group) for f in folders)
+            hint = (
+                f"; a project's own are found through {ENV_VAR} (unset here) or --config-dir"
+                if not named
+                else ""
+            )
+            raise ValueError(f"{group}={name}: no {name}.yaml in {searched}{hint}")
     for entry, source in named:
         folder = folder_of(entry, source)
         for path in sorted(folder.rglob("*.yaml")):

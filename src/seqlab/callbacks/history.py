@@ -19,16 +19,23 @@ class EpochHistory(Checkpoint):
 
     A `Checkpoint` subclass only so that Lightning calls it after the task's own `on_train_epoch_end`,
     where epoch means such as `train/loss` are logged. A resumed run keeps the rows of earlier epochs.
-    `train_batches` says how many of the epoch's training batches its train/* means cover: all of them,
-    except in an epoch resumed mid-way, whose means cover the batches run after the resume.
+    `train_batches` says how many of the epoch's training batches its train/* means cover: all of them
+    (an epoch resumed mid-way in one process restores its sums from the checkpoint), except after a
+    mid-epoch resume of several processes, whose means cover the batches run after the resume.
     """
 
     def __init__(self, filename: str = "history.csv") -> None:
         self.filename = filename
-        self._first_batch = 0  # where this process started the epoch (a mid-epoch resume: past 0)
+        self._first_batch: int | None = None  # the epoch's first batch in this process (past 0: resumed)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._first_batch = batches_done_in_epoch(trainer)
+        self._first_batch = None
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
+        if self._first_batch is None:
+            self._first_batch = batch_idx
 
     def _path(self, trainer: L.Trainer) -> Path:
         return Path(trainer.default_root_dir) / self.filename
@@ -37,7 +44,9 @@ class EpochHistory(Checkpoint):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row["train_batches"] = batches_done_in_epoch(trainer) - self._first_batch
+        restored = getattr(pl_module, "sums_restored_in_epoch", None) == trainer.current_epoch
+        first = 0 if restored else (self._first_batch or 0)  # restored sums cover the earlier batches too
+        row["train_batches"] = batches_done_in_epoch(trainer) - first
         for name, value in sorted(trainer.callback_metrics.items()):
             if value.numel() == 1 and not name.endswith("_step"):
                 row[name] = float(value)

@@ -13,6 +13,7 @@ package that provided it, and restoring looks the name up here: a checkpoint can
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -23,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from seqlab.checks import check_dropout, check_positive
 from seqlab.errors import ConfigError
 
 ENTRY_POINT_GROUP = "seqlab.encoders"
@@ -52,12 +54,18 @@ class EncoderEntry:
 
 
 _entries: dict[str, EncoderEntry] = {}
+_broken: dict[str, str] = {}  # entry points that failed to load: named when asked for
 _loaded = False
+
+
+@functools.cache
+def _distributions() -> Mapping[str, list[str]]:
+    return metadata.packages_distributions()  # scans every installed package: once a process
 
 
 def _distribution_of(module: str) -> tuple[str, str | None]:
     top = module.split(".")[0]
-    names = metadata.packages_distributions().get(top) or [top]
+    names = _distributions().get(top) or [top]
     try:
         return names[0], metadata.version(names[0])
     except metadata.PackageNotFoundError:
@@ -97,11 +105,12 @@ def _load() -> None:
             continue
         try:
             build = point.load()
-        except Exception as err:  # a broken plugin names itself; the other cells still work
-            raise ConfigError(
-                f"the {ENTRY_POINT_GROUP} entry point {point.name} = {point.value} (from "
+        except Exception as err:  # a broken plugin is named when its cell is asked for; the others work
+            _broken[point.name] = (
+                f"model.net.cell={point.name!r}: the {ENTRY_POINT_GROUP} entry point {point.value} (from "
                 f"{point.dist.name if point.dist else '?'}) cannot be loaded: {type(err).__name__}: {err}"
-            ) from None
+            )
+            continue
         version = point.dist.version if point.dist else None
         _entries[point.name] = EncoderEntry(
             point.name, build, point.dist.name if point.dist else "?", version
@@ -120,6 +129,8 @@ def encoder_entry(name: str, stored: Mapping[str, Any] | None = None) -> Encoder
     _load()
     if name in _entries:
         return _entries[name]
+    if name in _broken:
+        raise ConfigError(_broken[name])
     if stored and stored.get("provider"):
         provider, version = stored["provider"], stored.get("version")
         fix = (
@@ -164,6 +175,10 @@ def build_encoder(cell: str | Mapping[str, Any], **sizes: Any) -> nn.Module:
     if unknown:
         listed = ", ".join(f"{k}={v!r}" for k, v in own.items()) or "none"
         raise ConfigError(f"model.net.cell.{unknown[0]}: {name} has no such setting; its settings: {listed}")
+    # the net's own sizes are named as the net's settings (model.net.hidden_dim), not the cell's
+    check_positive(**{k: sizes[k] for k in ("input_dim", "hidden_dim", "num_layers") if k in sizes})
+    if "dropout" in sizes:
+        check_dropout(sizes["dropout"])
     accepted = inspect.signature(entry.build).parameters
     sizes = {k: v for k, v in sizes.items() if k in SHAPE or (k in FROM_THE_NET and k in accepted)}
     try:

@@ -24,10 +24,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seqlab.errors import ConfigError, os_error_message
-from seqlab.rundir.records import keep_config_records
+from seqlab.rundir.records import CLAIM_FILE, keep_config_records, note_new_run_dir
 from seqlab.slurm import is_queued
-
-CLAIM_FILE = ".seqlab_claim.json"
 
 
 def run_id() -> str:
@@ -210,6 +208,8 @@ class RunDirClaim(Callback):
             self.held = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if is_launching_process() and not Path(config.hydra.run.dir).exists():
+            note_new_run_dir(config.hydra.run.dir)  # a refusal before any work removes it again
         self._claim(str(config.hydra.run.dir), config, "run dir")
         if resuming(config) and is_launching_process():  # before Hydra rewrites .hydra/: kept until accepted
             keep_config_records(config.hydra.run.dir)

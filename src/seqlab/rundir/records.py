@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import shutil
 import traceback
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from seqlab.atomic import write_bytes_atomic, write_text_atomic
 from seqlab.errors import DataError
 
 ERROR_FILE = "error.json"
+CLAIM_FILE = ".seqlab_claim.json"  # rundir/claims.py's: one process per run dir
 STOPPED = "stopped by a signal"  # the pipeline's message when a stop signal ended training
 
 
@@ -61,10 +63,23 @@ def accept_config_records() -> None:
 
 
 def restore_config_records() -> None:
-    """The resume was refused: put the old records back, so the run dir is as it was."""
+    """The run was refused before any work: put a resumed dir's records back as they were, and remove a
+    dir this start made that holds nothing but Hydra's records and the log."""
     for path, data in _kept.items():
         write_bytes_atomic(path, data)
     _kept.clear()
+    for folder in _new_dirs:
+        kept = (".hydra", CLAIM_FILE)
+        if folder.is_dir() and all(p.name in kept or p.suffix == ".log" for p in folder.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
+    _new_dirs.clear()
+
+
+_new_dirs: list[Path] = []  # run dirs this process made (a single run's)
+
+
+def note_new_run_dir(folder: str | Path) -> None:
+    _new_dirs.append(Path(folder))
 
 
 def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:

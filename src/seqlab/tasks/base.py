@@ -40,6 +40,7 @@ class TaskModule(L.LightningModule):
         self.compile_net, self.compile_backend = compile, compile_backend  # (nn.Module.compile is a method)
         self.optimization = optimization or Optimization()
         self.run_info: dict[str, Any] = {}
+        self.sums_restored_in_epoch: int | None = None  # a mid-epoch resume restored that epoch's sums
 
     def configure_model(self) -> None:
         """`compile=true`: torch.compile the net in place (its parameter names, so checkpoints, unchanged).
@@ -67,6 +68,40 @@ class TaskModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["seqlab"] = self.run_info
         checkpoint["rng_state"] = rng_state()
+        checkpoint["epoch_sums"] = self.epoch_sums()
+
+    def count_pending(self) -> None:
+        """Fold whatever the training step keeps uncounted into the epoch's sums (a task that defers)."""
+
+    def epoch_sums(self) -> dict[str, Any]:
+        """The sums this training epoch's means (train/loss, train/acc...) are made of: the training
+        metrics' states (`train*` metrics), `train_*` buffers and `train_count`. A checkpoint written
+        mid-epoch keeps them, so the epoch's means over a resume cover all of its batches."""
+        self.count_pending()
+        sums: dict[str, Any] = {}
+        for name, module in self.named_modules():
+            if isinstance(module, Metric) and name.rsplit(".", 1)[-1].startswith("train"):
+                sums[name] = {
+                    k: v.detach().clone() for k, v in module.metric_state.items() if isinstance(v, Tensor)
+                }
+        for name, buffer in self.named_buffers():
+            if name.startswith("train_") and "." not in name:
+                sums[name] = buffer.detach().clone()
+        if isinstance(getattr(self, "train_count", None), int):
+            sums["train_count"] = self.train_count
+        return sums
+
+    def restore_epoch_sums(self, sums: dict[str, Any]) -> None:
+        for name, value in sums.items():
+            if name == "train_count":
+                self.train_count = int(value)
+            elif isinstance(value, dict):
+                metric = self.get_submodule(name)
+                for key, state in value.items():
+                    setattr(metric, key, state.to(self.device))
+                metric._update_count = max(metric._update_count, 1)  # compute() then uses the sums
+            else:
+                self.get_buffer(name).copy_(value)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Resuming training continues the random streams (shuffling, dropout) where the saved run was,
@@ -77,6 +112,9 @@ class TaskModule(L.LightningModule):
             and self.trainer.state.fn == "fit"
         ):
             set_rng_state(checkpoint["rng_state"])
+            if self.trainer.world_size == 1:  # several ranks' sums differ: a checkpoint holds rank 0's
+                self.restore_epoch_sums(checkpoint.get("epoch_sums") or {})
+                self.sums_restored_in_epoch = checkpoint.get("epoch")
 
     def log_step(self, name: str, value: Tensor, prog_bar: bool = False) -> None:
         """Log a per-step value every `log_every_n_steps` batches (and on the last step of a stopped

@@ -71,6 +71,9 @@ class SequenceClassifier(TaskModule):
         self.log_step("train/loss_step", loss, prog_bar=True)
         return loss
 
+    def count_pending(self) -> None:
+        self._count_train_batches()
+
     def _count_train_batches(self) -> None:
         if not self._uncounted:
             return
