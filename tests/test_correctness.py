@@ -264,10 +264,10 @@ def test_ptb_streams_are_cut_the_same_for_evaluation_on_any_device_count(data_di
 
     dm = ptb.PTBDataModule(str(data_dir), batch_size=2, seq_len=5, eval_batch_size=5)
     dm.setup()
-    whole = dm._streams("valid")
+    whole = dm._streams("val")
     for world in (2, 3):
         parts = []
         for rank in range(world):
             dm.trainer = Rank(rank, world)
-            parts.append(dm._streams("valid"))
+            parts.append(dm._streams("val"))
         assert torch.equal(torch.cat(parts), whole)

@@ -16,7 +16,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from seqlab import build, pipeline
-from seqlab.data.sharding import pin_memory
+from seqlab.data.base import pin_memory
 from tests.helpers import TrainingBatch
 
 # Calls that make the host wait for a GPU to finish, when their tensor lives there.

@@ -131,7 +131,7 @@ def test_perplexity_is_exact_over_the_whole_stream(data_dir):
     net = LanguageModelNet(len(dm.vocab), 8, 8, 2)
     task = LanguageModel(net)
     got = quiet_trainer(limit_val_batches=None).validate(task, dm, verbose=False)[0]
-    streams = batchify(dm.ids["valid"], 3)
+    streams = batchify(dm.ids["val"], 3)
     with torch.no_grad():
         logits, _ = net(streams[:, :-1])  # the whole stream in one pass: no windows, nothing to carry
         nll = F.cross_entropy(logits.flatten(0, 1), streams[:, 1:].flatten(), reduction="sum")

@@ -117,8 +117,8 @@ def test_a_named_sweep_started_twice_is_refused_while_the_first_runs(tmp_path, d
 
 
 def test_a_job_dir_claimed_by_a_live_process_reads_running_and_once_it_is_gone_resumable(tmp_path):
+    from seqlab.results import read_run
     from seqlab.rundir.claims import CLAIM_FILE, process_start
-    from seqlab.sweeps.jobs import read_job
 
     job = tmp_path / "0"
     (job / ".hydra").mkdir(parents=True)
@@ -129,11 +129,11 @@ def test_a_job_dir_claimed_by_a_live_process_reads_running_and_once_it_is_gone_r
     try:
         owner = {"host": socket.gethostname(), "pid": worker.pid, "start": process_start(worker.pid)}
         (job / CLAIM_FILE).write_text(json.dumps(owner))
-        assert read_job(job)["status"] == "running"
+        assert read_run(job)["status"] == "running"
     finally:
         worker.kill()
         worker.wait()
-    assert read_job(job)["status"] == "interrupted (resumable)"
+    assert read_run(job)["status"] == "interrupted (resumable)"
 
 
 def test_a_claim_held_on_another_host_is_named_and_never_taken_over(tmp_path, data_dir):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seqlab.data.sharding import RankBatches
+from seqlab.data.base import RankBatches
 from seqlab.errors import ConfigError
 from tests.helpers import REPO, TINY_MNIST, read_summary, sweep_cli, train_cli
 
@@ -365,7 +365,7 @@ def test_jobs_that_differ_only_by_seed_are_summarized_once_with_mean_std_and_n(t
 
 
 def test_a_run_made_alone_and_its_seeds_made_by_a_named_sweep_are_one_configuration():
-    from seqlab.sweeps.tables import swept_params
+    from seqlab.sweeps.summary import swept_params
 
     alone = {"overrides": ["experiment=imdb_bilstm_pairs", "seed=0"]}
     swept = [

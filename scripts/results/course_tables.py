@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from seqlab.results import run_dirs
 from seqlab.rundir.records import machine
-from seqlab.sweeps.jobs import job_dirs
 from seqlab.sweeps.summary import summarize
 
 # sweep -> (title, the swept key whose value names the row, {value: the course's test accuracy in %})
@@ -109,7 +109,7 @@ def spread(row: dict[str, str], metric: str, count: bool = True) -> str:
 def table(name: str, sweep_dir: Path, out: Path) -> Path:
     title, key, course = COURSE[name]
     rows, job_rows = read_rows(sweep_dir)
-    jobs = job_dirs(sweep_dir)
+    jobs = run_dirs(sweep_dir)
     config = OmegaConf.load(jobs[0] / ".hydra" / "config.yaml")
     split = config.data.get("split", "-")
     wall = sum(

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from seqlab.sweeps.jobs import job_dirs  # noqa: E402
+from seqlab.results import run_dirs  # noqa: E402
 
 TAG = "grad_norm/net.encoder.rnn.weight_hh_l0/l2"
 
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4))
     rows, config = [], None
-    for job in job_dirs(args.sweep):
+    for job in run_dirs(args.sweep):
         config = OmegaConf.load(job / ".hydra" / "config.yaml")
         cell = config.model.net.cell
         events = EventAccumulator(str(job / "tensorboard")).Reload()

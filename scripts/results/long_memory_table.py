@@ -14,8 +14,8 @@ import datetime as dt
 from pathlib import Path
 
 from seqlab.restore import read_checkpoint, restore_from_checkpoint
+from seqlab.results import run_dirs
 from seqlab.rundir.records import read_metrics
-from seqlab.sweeps.jobs import job_dirs
 
 SOLVED_BELOW = 0.01  # adding: test MSE; copy: test cross-entropy per step
 SETTINGS = ("adding_T200", "adding_T1000", "copy_memory_T100", "copy_memory_T500")
@@ -147,7 +147,7 @@ def main() -> None:
     ]
     results = {}
     for setting in SETTINGS:
-        jobs = job_dirs(args.sweeps / setting) if (args.sweeps / setting).exists() else []
+        jobs = run_dirs(args.sweeps / setting) if (args.sweeps / setting).exists() else []
         if not jobs:
             print(f"{args.sweeps / setting}: no jobs, left out")
             continue

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from seqlab.build import build_task  # noqa: E402
 from seqlab.restore import restore_from_checkpoint  # noqa: E402
-from seqlab.sweeps.jobs import job_dirs  # noqa: E402
+from seqlab.results import run_dirs  # noqa: E402
 
 EXAMPLES = 100
 
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--sweep", type=Path, default=Path("outputs/sweeps/long_memory/adding_T1000"))
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args()
-    jobs = job_dirs(args.sweep)
+    jobs = run_dirs(args.sweep)
     if not jobs:
         raise SystemExit(
             f"error: {args.sweep} holds no job dirs: run scripts/results/long_memory_table.sh first"

@@ -26,8 +26,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from seqlab.callbacks.history import read_history  # noqa: E402
 from seqlab.restore import restore_from_checkpoint  # noqa: E402
+from seqlab.results import run_dirs  # noqa: E402
 from seqlab.rundir.checkpoints import last_checkpoint  # noqa: E402
-from seqlab.sweeps.jobs import job_dirs  # noqa: E402
 from seqlab.tools.embeddings import pair_distances  # noqa: E402
 
 PAIRS = [
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="where PTB is, if not where the runs read it")
     args = parser.parse_args()
     runs = []
-    for job in job_dirs(args.sweep):
+    for job in run_dirs(args.sweep):
         config = OmegaConf.load(job / ".hydra" / "config.yaml")
         metrics_path = job / "metrics.json"
         if not metrics_path.is_file():

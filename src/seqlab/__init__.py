@@ -16,7 +16,7 @@ _PUBLIC = {
     "SequenceClassifier": "seqlab.tasks",
     "LanguageModel": "seqlab.tasks",
     "Optimization": "seqlab.optimization",  # what a task updates its weights with, read from the config
-    "InMemoryDataModule": "seqlab.data.splits",  # the base of a data module: batching, DDP, exact resume
+    "InMemoryDataModule": "seqlab.data.base",  # the base of a data module: batching, DDP, exact resume
     "Encoder": "seqlab.models.base",  # the interface of a sequence encoder (a user's cell)
     "CELLS": "seqlab.models.registry",  # every registered cell's name, seqlab's and installed packages'
     "register_encoder": "seqlab.models.registry",  # a cell by name, for code that is not installed

@@ -1,10 +1,6 @@
-"""`python -m seqlab.attack`: runs the entry point `seqlab.cli.attack.main`.
+"""`python -m seqlab.attack`: the entry point `seqlab.cli.attack_main` (this file only gives `-m` its name)."""
 
-This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
-here: in `seqlab.cli.attack` it is defined once for `-m` and the `seqlab-attack` console script, under a
-name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
-
-from seqlab.cli.attack import main
+from seqlab.cli import attack_main
 
 if __name__ == "__main__":
-    main()
+    attack_main()

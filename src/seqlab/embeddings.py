@@ -1,10 +1,6 @@
-"""`python -m seqlab.embeddings`: runs the entry point `seqlab.cli.embeddings.main`.
+"""`python -m seqlab.embeddings`: the entry point `seqlab.cli.embeddings_main` (this file only gives `-m` its name)."""
 
-This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
-here: in `seqlab.cli.embeddings` it is defined once for `-m` and the `seqlab-embeddings` console script, under a
-name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
-
-from seqlab.cli.embeddings import main
+from seqlab.cli import embeddings_main
 
 if __name__ == "__main__":
-    main()
+    embeddings_main()

@@ -1,10 +1,6 @@
-"""`python -m seqlab.eval`: runs the entry point `seqlab.cli.eval.main`.
+"""`python -m seqlab.eval`: the entry point `seqlab.cli.eval_main` (this file only gives `-m` its name)."""
 
-This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
-here: in `seqlab.cli.eval` it is defined once for `-m` and the `seqlab-eval` console script, under a
-name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
-
-from seqlab.cli.eval import main
+from seqlab.cli import eval_main
 
 if __name__ == "__main__":
-    main()
+    eval_main()

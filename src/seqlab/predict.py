@@ -1,10 +1,6 @@
-"""`python -m seqlab.predict`: runs the entry point `seqlab.cli.predict.main`.
+"""`python -m seqlab.predict`: the entry point `seqlab.cli.predict_main` (this file only gives `-m` its name)."""
 
-This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
-here: in `seqlab.cli.predict` it is defined once for `-m` and the `seqlab-predict` console script, under a
-name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
-
-from seqlab.cli.predict import main
+from seqlab.cli import predict_main
 
 if __name__ == "__main__":
-    main()
+    predict_main()

@@ -1,10 +1,6 @@
-"""`python -m seqlab.sample`: runs the entry point `seqlab.cli.sample.main`.
+"""`python -m seqlab.sample`: the entry point `seqlab.cli.sample_main` (this file only gives `-m` its name)."""
 
-This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
-here: in `seqlab.cli.sample` it is defined once for `-m` and the `seqlab-sample` console script, under a
-name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
-
-from seqlab.cli.sample import main
+from seqlab.cli import sample_main
 
 if __name__ == "__main__":
-    main()
+    sample_main()

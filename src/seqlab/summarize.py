@@ -1,9 +1,6 @@
-"""`python -m seqlab.summarize`: runs the entry point `seqlab.cli.summarize.main`.
+"""`python -m seqlab.summarize`: the entry point `seqlab.cli.summarize_main` (this file only gives `-m` its name)."""
 
-This file only gives `-m` its name; the command lives in `seqlab.cli` with the others, defined once for
-`-m` and the `seqlab-summarize` console script."""
-
-from seqlab.cli.summarize import main
+from seqlab.cli import summarize_main
 
 if __name__ == "__main__":
-    main()
+    summarize_main()

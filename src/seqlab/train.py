@@ -1,10 +1,6 @@
-"""`python -m seqlab.train`: runs the entry point `seqlab.cli.train.main`.
+"""`python -m seqlab.train`: the entry point `seqlab.cli.train_main` (this file only gives `-m` its name)."""
 
-This file only gives `-m` its name. Run with `-m` a module is `__main__`, so the Hydra app does not live
-here: in `seqlab.cli.train` it is defined once for `-m` and the `seqlab-train` console script, under a
-name that a launcher pickling the task function (submitit's, `hydra/launcher=slurm`) imports."""
-
-from seqlab.cli.train import main
+from seqlab.cli import train_main
 
 if __name__ == "__main__":
-    main()
+    train_main()

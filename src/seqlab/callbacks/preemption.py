@@ -121,7 +121,7 @@ class SignalCheckpoint(L.Callback):
             self.release()
 
     def _save(self, trainer: L.Trainer) -> None:
-        # The data modules store their position in the epoch (see seqlab.data.sharding.train_position).
+        # The data modules store their position in the epoch (see seqlab.data.base.train_position).
         try:
             trainer.save_checkpoint(self.path, weights_only=False)
         except Exception as err:  # a failed save must not hide the signal

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
@@ -18,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from seqlab.checks import check_choice, check_positive, check_positive_or_null
 from seqlab.data import text
+from seqlab.data.base import SequenceDataModule, bucket_batches, shuffled_batches
 from seqlab.data.files import VERIFY, verify_files
 from seqlab.data.imdb_source import (
     ARCHIVE,
@@ -27,14 +27,6 @@ from seqlab.data.imdb_source import (
     read_source,
     source_files,
     split_reviews,
-)
-from seqlab.data.sharding import (
-    bucket_batches,
-    loader_generator,
-    pin_memory,
-    rank_batches,
-    shuffled_batches,
-    train_position,
 )
 from seqlab.data.vocab import Vocabulary
 from seqlab.errors import DataError
@@ -46,7 +38,7 @@ NGRAM_LAYOUTS = {"bag": "pairs after the words", "aligned": "beside each word, t
 CACHE_FORMAT = 1
 
 
-class IMDBDataModule(L.LightningDataModule):
+class IMDBDataModule(SequenceDataModule):
     """Reviews -> word ids (`<pad>`=0, `<unk>`=1) -> padded batches `(ids, labels, mask)`, whose mask stays
     on the host when the rest goes to a GPU.
 
@@ -82,22 +74,21 @@ class IMDBDataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
         verify: str = "warn",
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, shuffle_seed, num_workers, pin_memory)
         check_choice("padding_side", padding_side, PADDING_SIDES)
         check_choice("verify", verify, VERIFY)
         self.verify = verify
         check_choice("split", split, SPLITS)
-        check_positive(batch_size=batch_size, val_size=val_size, min_freq=min_freq)
-        check_positive_or_null(eval_batch_size=eval_batch_size, max_size=max_size, max_length=max_length)
+        check_positive(val_size=val_size, min_freq=min_freq)
+        check_positive_or_null(max_size=max_size, max_length=max_length)
         check_choice("ngrams", ngrams, {1: "words", 2: "words + word pairs"})
         check_choice("ngram_layout", ngram_layout, NGRAM_LAYOUTS)
         if pad_to_max_length and not max_length:
             raise ValueError("pad_to_max_length=true needs a max_length")
         self.folder = Path(data_dir) / "imdb"
         self.cache_dir = Path(cache_dir) if cache_dir else self.folder / "cache"
-        self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
+        self.val_size, self.split_seed = val_size, split_seed
         self.split = split
-        self.eval_batch_size = eval_batch_size or batch_size
         self.settings = {
             "min_freq": min_freq,
             "max_size": max_size,
@@ -108,11 +99,9 @@ class IMDBDataModule(L.LightningDataModule):
             "ngram_layout": ngram_layout,
         }
         self.padding_side, self.bucket, self.pad_to_max_length = padding_side, bucket, pad_to_max_length
-        self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
         self.vocab: Vocabulary | None = None
         self.splits: dict[str, tuple[list[Tensor], Tensor]] = {}
         self.label_names = LABEL_NAMES
-        self._resume_at: dict[str, int] | None = None  # from a mid-epoch checkpoint
 
     # -- the encoded data and its cache -------------------------------------------------------------
     def cache_path(self) -> Path:
@@ -256,40 +245,24 @@ class IMDBDataModule(L.LightningDataModule):
         ids, labels, mask = batch
         return (*super().transfer_batch_to_device((ids, labels), device, dataloader_idx), mask)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def loader(self, split: str, train: bool) -> DataLoader:
         rows, labels = self.splits[split]
-        size = self.batch_size if shuffle else self.eval_batch_size
+        size = self.batch_size if train else self.eval_batch_size
         if self.bucket:
             make = bucket_batches(torch.tensor([len(r) for r in rows]), size)
         else:
             make = shuffled_batches(len(rows), size)
-        sampler = rank_batches(make, shuffle, self.shuffle_seed, self.trainer, self._resume_at)
-        return DataLoader(
+        return self.data_loader(
             list(zip(rows, labels, strict=True)),
-            batch_sampler=sampler,
+            batch_sampler=self.batch_sampler(make, train),
             collate_fn=self.collate_batch,
-            num_workers=self.num_workers,
-            pin_memory=pin_memory(self.pin_memory, self.trainer),
-            generator=loader_generator(),
-            persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+    def extra_state(self) -> dict[str, Any]:
+        return (
+            {} if self.vocab is None else {"vocab": self.vocab.state_dict(), "settings": dict(self.settings)}
+        )
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def state_dict(self) -> dict[str, Any]:
-        if self.vocab is None:
-            return {}
-        state = {"vocab": self.vocab.state_dict(), "settings": dict(self.settings)}
-        return state | train_position(self.trainer)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         if "vocab" in state:
             self.vocab = Vocabulary.from_state_dict(state["vocab"])
-        self._resume_at = state.get("train_position")

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from seqlab.checks import check_positive
-from seqlab.data.splits import InMemoryDataModule
+from seqlab.data.base import InMemoryDataModule
 from seqlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")

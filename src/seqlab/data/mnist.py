@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from seqlab.checks import check_choice, check_positive
+from seqlab.data.base import InMemoryDataModule
 from seqlab.data.files import VERIFY, DataError, ensure_files, verify_files
-from seqlab.data.splits import InMemoryDataModule
 from seqlab.errors import ConfigError
 
 VIEWS = ("rows", "pixels", "permuted_pixels")

@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqlab.checks import check_choice, check_positive
+from seqlab.data.base import SequenceDataModule, rank_and_world
 from seqlab.data.files import VERIFY, DataError, ensure_files, verify_files
-from seqlab.data.sharding import loader_generator, pin_memory, rank_and_world, train_position
 from seqlab.data.vocab import EOS, UNK, Vocabulary
 from seqlab.errors import ConfigError
 
-SPLITS = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
+SPLITS = {"train": "ptb.train.txt", "val": "ptb.valid.txt", "test": "ptb.test.txt"}
 FILES = {
     "ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
     "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
@@ -107,7 +106,7 @@ class VariableWindows(InOrder):
         yield from (windows[i] for i in super().__iter__())
 
 
-class PTBDataModule(L.LightningDataModule):
+class PTBDataModule(SequenceDataModule):
     """Word-level PTB from `<data_dir>/ptb/`. Batches are the next window of every stream, in order.
 
     The vocabulary comes from the training file (or from a checkpoint, via `load_state_dict`). Under DDP
@@ -129,17 +128,14 @@ class PTBDataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
         verify: str = "warn",
     ) -> None:
-        super().__init__()
-        check_positive(batch_size=batch_size, seq_len=seq_len, eval_batch_size=eval_batch_size)
+        super().__init__(batch_size, eval_batch_size, window_seed or 0, num_workers, pin_memory)
+        check_positive(seq_len=seq_len)
         check_choice("verify", verify, VERIFY)
         self.verify = verify
         self.folder = Path(data_dir) / "ptb"
-        self.batch_size, self.seq_len, self.eval_batch_size = batch_size, seq_len, eval_batch_size
-        self.variable_length, self.window_seed = variable_length, window_seed or 0
-        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.seq_len, self.variable_length = seq_len, variable_length
         self.vocab: Vocabulary | None = None
         self.ids: dict[str, torch.Tensor] = {}
-        self._resume_at: dict[str, int] | None = None  # from a mid-epoch checkpoint
 
     def prepare_data(self) -> None:
         ensure_files(self.folder, FILES, MIRRORS, "Penn Treebank")
@@ -183,38 +179,19 @@ class PTBDataModule(L.LightningDataModule):
         streams = batchify(self.ids[split], self.eval_batch_size)
         return streams[rank * len(streams) // world : (rank + 1) * len(streams) // world]
 
-    def _loader(self, split: str) -> DataLoader:
+    def loader(self, split: str, train: bool) -> DataLoader:
         windows = StreamWindows(self._streams(split), self.seq_len)
-        resume_at, self._resume_at = (self._resume_at, None) if split == "train" else (None, self._resume_at)
+        resume_at = self.resume_position() if train else None
         sampler = InOrder(len(windows), resume_at)
-        if split == "train" and self.variable_length:
+        if train and self.variable_length:
             tokens = windows.streams.size(1) - 1
-            sampler = VariableWindows(len(windows), tokens, self.seq_len, self.window_seed, resume_at)
+            sampler = VariableWindows(len(windows), tokens, self.seq_len, self.shuffle_seed, resume_at)
         # batch_size=None: a dataset item is already a batch; never shuffled, the hidden state flows on.
-        return DataLoader(
-            windows,
-            batch_size=None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=pin_memory(self.pin_memory, self.trainer),
-            generator=loader_generator(),
-        )
+        return self.data_loader(windows, batch_size=None, sampler=sampler)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+    def extra_state(self) -> dict:
+        return {} if self.vocab is None else {"vocab": self.vocab.state_dict()}
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("valid")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def state_dict(self) -> dict:
-        if self.vocab is None:
-            return {}
-        return {"vocab": self.vocab.state_dict()} | train_position(self.trainer)
-
-    def load_state_dict(self, state: dict) -> None:
+    def load_extra_state(self, state: dict) -> None:
         if "vocab" in state:
             self.vocab = Vocabulary.from_state_dict(state["vocab"])
-        self._resume_at = state.get("train_position")

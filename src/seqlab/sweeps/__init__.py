@@ -3,9 +3,9 @@
 - launchers: parallel_launcher.py (`hydra/launcher=parallel`, local processes), slurm_launcher.py
   (`hydra/launcher=slurm`, submit and return) with queue.py (what was submitted, what squeue says);
 - report.py: the default sweeper, which ends a sweep with failed jobs in one line each;
-- callback.py: the Hydra callback that records a failed job's error and calls `summarize` after each job;
-- summary.py: `summarize(sweep_dir)`, built from jobs.py (each job dir's status and metrics),
-  tables.py (Markdown and CSV), over_seeds.py (mean ± std when seeds were swept) and plots.py;
+- summary.py: `summarize(sweep_dir)` (Markdown and CSV tables from each job's `seqlab.results.read_run`,
+  mean ± std when seeds were swept, figures from `seqlab.plots`) and `SweepSummary`, the Hydra callback
+  that records a failed job's error and rewrites the summary after each job;
 - optuna_search.py: the Optuna sweeper and pruning callback.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 # Loaded on first use: Hydra imports the launchers' and sweepers' plugins (which import this package) in
 # every Hydra application, and the summary's modules pull in Lightning.
-_NAMES = {"summarize": "seqlab.sweeps.summary", "SweepSummary": "seqlab.sweeps.callback"}
+_NAMES = {"summarize": "seqlab.sweeps.summary", "SweepSummary": "seqlab.sweeps.summary"}
 __all__ = list(_NAMES)
 
 

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from seqlab.atomic import write_text_atomic
 from seqlab.compat import job_error
 from seqlab.errors import ConfigError
-from seqlab.sweeps.jobs import RETRIED_FILE
+from seqlab.results import RETRIED_FILE
 
 log = logging.getLogger(__name__)
 

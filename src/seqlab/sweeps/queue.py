@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from seqlab.atomic import write_text_atomic
+from seqlab.results import job_order
 from seqlab.rundir.records import ERROR_FILE
 from seqlab.slurm import RUNNING, WAITING, queue_states
-from seqlab.sweeps.jobs import job_order
 
 RECORD = "slurm_jobs.json"
 

@@ -1,19 +1,27 @@
-"""Batches split across DDP ranks by the data modules themselves (the trainer's `use_distributed_sampler` is off).
+"""What every data module shares: the base class, its batches, their split across DDP ranks, and an exact resume.
 
-Every rank draws the same epoch order from `seed + epoch`, cuts it into per-device batches and takes
-every `world`-th one, so global step k covers the same examples as batch k of a single process with
-a `world` times larger batch, and the order never depends on the global random state (an exact resume).
+`SequenceDataModule` owns the loaders, the resume position and `state_dict`; a subclass says how one
+split becomes a loader (`loader`) and what else its checkpoint keeps (`extra_state`, e.g. a vocabulary).
+`InMemoryDataModule` adds the case of three splits held in memory and indexed by lists (MNIST, the
+long-memory problems, user data modules).
+
+Batches are split across DDP ranks here (the trainer's `use_distributed_sampler` is off): every rank
+draws the same epoch order from `seed + epoch`, cuts it into per-device batches and takes every
+`world`-th one, so global step k covers the same examples as batch k of a single process with a `world`
+times larger batch, and the order never depends on the global random state (an exact resume).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from seqlab.checks import check_positive
 from seqlab.compat import batches_done_in_epoch
 from seqlab.errors import ConfigError
 
@@ -164,3 +172,120 @@ class RankBatches(Sampler[list[int]]):
             mine = mine[self.resume_at["batches"] :]
             self.resume_at = None
         yield from mine
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """The base of every seqlab data module: batch sizes, seeds, workers, and the checkpointed position.
+
+    A subclass defines `loader(split, train)` for the splits "train", "val" and "test" (building its
+    sampler with `self.resume_position()` for training, which a mid-epoch checkpoint set), and may keep
+    more in checkpoints through `extra_state`/`load_extra_state`.
+    """
+
+    def __init__(
+        self,
+        batch_size: int,
+        eval_batch_size: int | None = None,
+        shuffle_seed: int | None = 0,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        check_positive(batch_size=batch_size)
+        if eval_batch_size is not None:
+            check_positive(eval_batch_size=eval_batch_size)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.shuffle_seed, self.num_workers, self.pin_memory = shuffle_seed, num_workers, pin_memory
+        self._resume_at: dict[str, int] | None = None  # from a mid-epoch checkpoint
+
+    def loader(self, split: str, train: bool) -> DataLoader:
+        raise NotImplementedError(f"{type(self).__name__} must define loader(split, train)")
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test", train=False)
+
+    def resume_position(self) -> dict[str, int] | None:
+        """Where a mid-epoch checkpoint stopped (`{"epoch", "batches"}`), handed once to the training loader."""
+        position, self._resume_at = self._resume_at, None
+        return position
+
+    def batch_sampler(self, make_batches: MakeBatches, train: bool) -> RankBatches:
+        """This rank's batches from `make_batches`, shuffled from `shuffle_seed` + epoch when training."""
+        resume_at = self.resume_position() if train else None
+        return rank_batches(make_batches, train, self.shuffle_seed, self.trainer, resume_at)
+
+    def data_loader(self, dataset: Any, **options: Any) -> DataLoader:
+        """A DataLoader with this module's workers and pinning, and a generator of its own."""
+        return DataLoader(
+            dataset,
+            num_workers=self.num_workers,
+            pin_memory=pin_memory(self.pin_memory, self.trainer),
+            generator=loader_generator(),
+            persistent_workers=self.num_workers > 0,
+            **options,
+        )
+
+    def extra_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this module besides the training position (e.g. its vocabulary)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what `extra_state` saved."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.extra_state() | train_position(self.trainer)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_extra_state(state)
+        self._resume_at = state.get("train_position")
+
+
+class InMemoryDataModule(SequenceDataModule):
+    """Subclass it with `dims` (what the model must know of the data, e.g. `{"input_dim": 1, "num_classes":
+    2}`) and `make_splits()` (train, val and test datasets that take a list of indices, such as a
+    `TensorDataset`); everything else comes from here.
+
+    Batches are whole index lists (one `dataset[list]` a batch, no per-item collation); each epoch's order
+    is drawn from `shuffle_seed + epoch`, the same on every DDP rank, which takes its own share; a checkpoint
+    records how far the epoch got, so a run stopped mid-epoch resumes at the next batch with the same order.
+    """
+
+    def __init__(
+        self,
+        batch_size: int,
+        eval_batch_size: int | None = None,
+        shuffle_seed: int | None = 0,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, shuffle_seed, num_workers, pin_memory)
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """The keyword arguments a model needs from the data (`model.net` receives them)."""
+        raise NotImplementedError(f"{type(self).__name__} must define the `dims` property")
+
+    def make_splits(self) -> tuple[Dataset, Dataset, Dataset]:
+        """(train, val, test), each indexable by a list of indices."""
+        raise NotImplementedError(f"{type(self).__name__} must define make_splits()")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set, self.test_set = self.make_splits()
+
+    def loader(self, split: str, train: bool) -> DataLoader:
+        dataset = {"train": self.train_set, "val": self.val_set, "test": self.test_set}[split]
+        size = self.batch_size if train else self.eval_batch_size
+        # batch_size=None: the sampler yields whole index lists, one `dataset[list]` a batch
+        return self.data_loader(
+            dataset, sampler=self.batch_sampler(shuffled_batches(len(dataset), size), train), batch_size=None
+        )

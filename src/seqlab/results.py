@@ -1,8 +1,10 @@
-"""A sweep's jobs: which dirs are jobs, and what each one's files say (status, metrics, best epoch, error)."""
+"""Runs as data: what a run dir's files say (config, status, final metrics, best epoch, error, wall time,
+machine), for one run, a sweep or a whole outputs tree; sweep summaries and `seqlab.runs` read them here."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from seqlab.rundir.records import STOPPED, read_error, read_metrics
 RETRIED_FILE = "retried_as"  # in a job dir whose trial a resumed search ran again: the retry's job number
 
 
-def job_dirs(sweep_dir: Path) -> list[Path]:
+def run_dirs(sweep_dir: Path) -> list[Path]:
     """Job dirs (those with a `.hydra/config.yaml`), in job-number order; a job another one retried
     (`RETRIED_FILE` names it) is left out."""
     dirs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml")]
@@ -35,7 +37,7 @@ def job_order(name: str) -> tuple[bool, int, str]:
     return (not name.isdigit(), int(name) if name.isdigit() else 0, name)
 
 
-def read_job(job_dir: Path) -> dict[str, Any]:
+def read_run(job_dir: Path) -> dict[str, Any]:
     """One job: its overrides, status (done | failed | pruned | running | interrupted (resumable) |
     incomplete; `seqlab.sweeps.queue.with_queue` adds pending), final metrics, best epoch, error. Running:
     claimed by a live process. Interrupted: no metrics but a last.ckpt, and no error other than a stop
@@ -83,3 +85,32 @@ def read_job(job_dir: Path) -> dict[str, Any]:
             f"no metrics.json and no error recorded: killed, or still running ({len(history)} epochs done)"
         )
     return row
+
+
+SEED = "seed"
+
+
+def seeds_swept(params: list[str]) -> bool:
+    return SEED in params
+
+
+def spread(values: list[float]) -> tuple[float, float, int]:
+    """(mean, sample standard deviation (0 for one value), n) of the finite values."""
+    finite = [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
+    if not finite:
+        return math.nan, math.nan, 0
+    std = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return statistics.fmean(finite), std, len(finite)
+
+
+def group_by_config(
+    rows: list[dict[str, Any]], params: list[str], field: str | None = None
+) -> list[tuple[dict[str, str], list[dict]]]:
+    """(the configuration's swept values but the seed, its job rows), in order of first appearance. The
+    values are the rows' own keys, or those of the dict under `field`."""
+    keys = [p for p in params if p != SEED]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        values = row[field] if field else row
+        groups.setdefault(tuple(str(values[k]) for k in keys), []).append(row)
+    return [(dict(zip(keys, values, strict=True)), rows) for values, rows in groups.items()]

@@ -1,0 +1,109 @@
+"""The entry points: one Hydra app per command, and what they share (`launch`, `run`).
+
+`python -m seqlab.<name>` (the two-line `seqlab/<name>.py`) and the `seqlab-<name>` console script start
+`<name>_main` here. Each app composes its config (`conf/<name>.yaml`) and calls one function through
+`run`, which ends a single run's user error (config, data, training) with its message alone. That
+function is the command's work, imported only once Hydra has parsed the command line (so that `--help`
+and a config error come fast): `pipeline.py` for train and eval, `seqlab/tools/<name>.py` for the tools.
+The apps live here, not in `seqlab/<name>.py`: run with `-m`, that module is `__main__`, and a launcher
+that pickles the task function (submitit's, `hydra/launcher=slurm`) must import it by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from seqlab.config import CONF_DIR, print_config
+from seqlab.errors import USER_ERRORS, os_error_message
+from seqlab.rundir.records import restore_config_records
+from seqlab.user_config import check_user_configs
+
+
+def launch(app: Callable[[], Any]) -> None:
+    """Start a Hydra app once the user's config folders are checked: a missing one ends in one line, a
+    user config that seqlab's own of the same name hides gets a warning."""
+    try:
+        warnings = check_user_configs(sys.argv[1:])
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    app()
+
+
+def run(task_function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Call `task_function(cfg)`; in a single run, a user error (config, data, training) ends with its message alone."""
+    try:
+        return task_function(cfg)
+    except (*USER_ERRORS, OSError) as err:  # OSError: a write the file system refused (full, read-only...)
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep records this job as failed and goes on
+        restore_config_records()  # a refused resume leaves its run dir's records as they were
+        raise SystemExit(f"error: {os_error_message(err) if isinstance(err, OSError) else err}") from None
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def train_app(cfg: DictConfig) -> float | None:
+    """`python -m seqlab.train experiment=...`: compose the config, train, test, write metrics.json."""
+    from seqlab import pipeline  # heavy imports after Hydra has parsed the command line
+
+    if cfg.get("print_config", True):
+        print_config(
+            cfg, ("data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "paths")
+        )
+    return run(lambda c: pipeline.train(c)[0], cfg)
+
+
+def train_main() -> None:
+    # `sweep` is a group of the defaults list, chosen as `sweep=<name>`; command lines written as
+    # `+sweep=<name>` keep working.
+    sys.argv = [arg.replace("+sweep=", "sweep=", 1) if arg.startswith("+sweep=") else arg for arg in sys.argv]
+    launch(train_app)
+
+
+def command(config_name: str, work: str) -> Callable[[], None]:
+    """The `main` of a command that composes `conf/<config_name>.yaml` and calls `work` ("module:function")."""
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
+    def app(cfg: DictConfig) -> None:
+        module, function = work.split(":")
+        run(getattr(importlib.import_module(module), function), cfg)
+
+    def main() -> None:
+        launch(app)
+
+    main.__doc__ = f"`python -m seqlab.{config_name}`: runs {work}."
+    return main
+
+
+eval_main = command("eval", "seqlab.pipeline:evaluate")  # test a checkpoint with its own model and data
+sample_main = command("sample", "seqlab.tools.sample:sample_from_checkpoint")  # text from a language model
+embeddings_main = command("embeddings", "seqlab.tools.embeddings:report_embeddings")  # word distances
+predict_main = command("predict", "seqlab.tools.predict:predict_from_checkpoint")  # label reviews
+attack_main = command("attack", "seqlab.tools.attack:attack_checkpoint")  # adversarial digits
+
+
+def summarize_main(argv: list[str] | None = None) -> None:
+    """`python -m seqlab.summarize <sweep_dir>`: (re)write a sweep's summary.csv, summary.md and plots."""
+    parser = argparse.ArgumentParser(prog="seqlab-summarize", description=summarize_main.__doc__)
+    parser.add_argument("sweep_dir", type=Path, help="a multirun dir, e.g. outputs/sweeps/imdb_optimizers")
+    parser.add_argument("--no-plots", action="store_true", help="tables only")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.error(f"{args.sweep_dir}: no such directory")
+    from seqlab.sweeps.summary import summarize
+
+    rows = summarize(args.sweep_dir, plots=not args.no_plots)
+    if not rows:
+        parser.error(f"{args.sweep_dir}: no job dirs (with .hydra/config.yaml) inside; is it a sweep dir?")
+    print((args.sweep_dir / "summary.md").read_text(), end="")
