@@ -14,7 +14,8 @@ from torch.func import functional_call
 from seqlab import pipeline
 from seqlab.data.ptb import VariableWindows
 from seqlab.models import AWDLanguageModelNet, LockedDropout, WeightDropLSTM
-from seqlab.tasks import NTASGD, AWDLanguageModel
+from seqlab.optimization import NTASGD
+from seqlab.tasks import AWDLanguageModel
 from tests.helpers import metrics_of, train_cli
 
 TINY_AWD = [
@@ -132,6 +133,14 @@ def test_ntasgd_state_round_trips_through_its_state_dict():
     copy = NTASGD([torch.nn.Parameter(torch.ones(2))], lr=0.5)
     copy.load_state_dict(optimizer.state_dict())
     assert copy.averaging and copy.param_groups[0]["val_history"] == [1.0]
+
+
+def test_a_config_naming_ntasgd_by_its_former_path_still_builds_it():
+    """Run dirs written before NT-ASGD joined seqlab.optimization name it `seqlab.tasks.NTASGD`."""
+    from hydra.utils import instantiate
+
+    factory = instantiate({"_target_": "seqlab.tasks.NTASGD", "_partial_": True, "lr": 0.5})
+    assert isinstance(factory(params=[torch.nn.Parameter(torch.ones(2))]), NTASGD)
 
 
 def test_variable_windows_cover_the_stream_with_lengths_around_the_mean_the_same_every_run():

@@ -483,8 +483,8 @@ def test_the_language_models_optimization_comes_from_the_optimizer_scheduler_and
         cfg := make_cfg("experiment=ptb_zaremba_small", *TINY, "optimizer=adam"), build.build_datamodule(cfg)
     )
     assert adam.optimization.configure(adam)["optimizer"].param_groups[0]["lr"] == 0.001
-    with pytest.raises(ConfigError, match=r"scheduler.interval='hourly' is not supported"):
-        bad = make_cfg("experiment=ptb_lab", *TINY, "scheduler=cosine", "scheduler.interval=hourly")
+    with pytest.raises(ConfigError, match=r"lr_schedule.interval=.hourly. is not supported"):
+        bad = make_cfg("experiment=ptb_lab", *TINY, "scheduler=cosine", "lr_schedule.interval=hourly")
         build.build_task(bad, build.build_datamodule(bad))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqlab import build, pipeline, restore
@@ -217,18 +218,29 @@ def test_a_checkpoint_config_cannot_instantiate_arbitrary_targets(make_cfg, tmp_
         restore.restore_from_checkpoint(tmp_path / "evil.ckpt")
 
 
-def test_the_scheduler_group_sets_its_interval_and_monitor(make_cfg):
-    """Lightning's options for a schedule live beside it in conf/scheduler, not in the model group."""
+def test_lr_schedule_sets_the_schedulers_interval_and_monitor(make_cfg):
+    """Lightning's options for a schedule live beside its constructor node (`lr_schedule`)."""
     cfg = make_cfg(
-        "experiment=mnist_rnn", "scheduler=plateau", "scheduler.monitor=val/acc", "scheduler.mode=max"
+        "experiment=mnist_rnn", "scheduler=plateau", "lr_schedule.monitor=val/acc", "scheduler.mode=max"
     )
     datamodule = build.build_datamodule(cfg)
     schedule = build.build_task(cfg, datamodule).configure_optimizers()["lr_scheduler"]
     assert schedule["monitor"] == "val/acc" and schedule["interval"] == "epoch"
     assert isinstance(schedule["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
-    cfg = make_cfg("experiment=mnist_rnn", "scheduler=cosine", "scheduler.interval=step")
+    cfg = make_cfg("experiment=mnist_rnn", "scheduler=cosine", "lr_schedule.interval=step")
     schedule = build.build_task(cfg, build.build_datamodule(cfg)).configure_optimizers()["lr_scheduler"]
     assert schedule["interval"] == "step" and schedule["scheduler"].T_max == cfg.trainer.max_epochs
+
+
+def test_a_config_with_interval_and_monitor_inside_the_scheduler_node_still_builds(make_cfg):
+    """Run dirs written before `lr_schedule` keep both in the scheduler node; eval and resume read them there."""
+    cfg = make_cfg("experiment=mnist_rnn", "scheduler=plateau", "scheduler.mode=max")
+    with open_dict(cfg):
+        del cfg["lr_schedule"]
+        cfg.scheduler.interval, cfg.scheduler.monitor = "step", "val/acc"
+    schedule = build.build_task(cfg, build.build_datamodule(cfg)).configure_optimizers()["lr_scheduler"]
+    assert schedule["monitor"] == "val/acc" and schedule["interval"] == "step"
+    assert isinstance(schedule["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
 @pytest.mark.parametrize("count_every", [2, 64])  # 3 batches: counted in groups, the rest at the epoch end

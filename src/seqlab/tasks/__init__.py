@@ -1,6 +1,6 @@
 """LightningModules: each joins a plain model to a loss, metrics and optimization."""
 
-from seqlab.tasks.averaging import NTASGD
+from seqlab.optimization import NTASGD  # its config name before it joined optimization.py
 from seqlab.tasks.awd import AWDLanguageModel
 from seqlab.tasks.base import TaskModule
 from seqlab.tasks.classification import SequenceClassifier

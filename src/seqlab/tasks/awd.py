@@ -10,7 +10,7 @@ from torch import Tensor
 
 from seqlab.compat import attached_trainer
 from seqlab.models.recurrent import State
-from seqlab.tasks.averaging import NTASGD
+from seqlab.optimization import NTASGD
 from seqlab.tasks.language_model import LanguageModel
 
 RAW_WEIGHTS = "ntasgd_raw_weights"  # checkpoint key: the iterates, when the averages were swapped in
