@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import lightning as L
 import pytest
@@ -121,3 +123,17 @@ def test_a_job_return_carries_its_error_and_can_be_marked_completed():
 
 def test_hydras_basic_sweeper_is_where_seqlab_extends_it():
     assert callable(compat.BasicSweeper.sweep) and callable(compat.BasicSweeper.setup)
+
+
+def test_exit_handlers_can_be_run_and_cleared_before_a_forked_job_ends():
+    code = (
+        "import atexit, os\n"
+        "from seqlab.compat import clear_exit_handlers, run_exit_handlers\n"
+        "atexit.register(print, 'inherited')\n"
+        "clear_exit_handlers()\n"
+        "atexit.register(print, 'own')\n"
+        "run_exit_handlers()\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split() == ["own"], out.stderr

@@ -6,7 +6,7 @@ from torch import nn
 
 from seqlab import pipeline, restore
 from seqlab.course import one_hot, receptive_field
-from seqlab.data.vocab import UNK, Vocabulary
+from seqlab.data.text import UNK, Vocabulary
 from seqlab.models import BagOfEmbeddings, LanguageModelNet, PositionwiseFeedForward, SequenceClassifierNet
 from seqlab.models.transformer import SelfAttentionEncoder
 from seqlab.tools.attack import attack_checkpoint as attack

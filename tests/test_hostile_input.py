@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from seqlab import pipeline
 from seqlab.data.mnist import read_idx
 from seqlab.data.ptb import read_words
-from seqlab.data.text import build_vocab, encode, read_csv
-from seqlab.data.vocab import Vocabulary
+from seqlab.data.text import Vocabulary, build_vocab, encode, read_csv
 from seqlab.errors import ConfigError, DataError
 from seqlab.tools.sample import encode_prompt
 from tests.conftest import write_idx

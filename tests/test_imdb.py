@@ -309,8 +309,7 @@ def test_predict_refuses_a_language_model(make_cfg, tmp_path):
 
 
 def test_bigrams_extend_vocabulary_and_rows():
-    from seqlab.data.text import add_bigram_vocab, add_bigrams
-    from seqlab.data.vocab import Vocabulary
+    from seqlab.data.text import Vocabulary, add_bigram_vocab, add_bigrams
 
     vocab = Vocabulary(["<pad>", "<unk>", "not", "good", "bad"])
     rows = [[2, 3], [2, 3, 4], [4]]
@@ -320,8 +319,7 @@ def test_bigrams_extend_vocabulary_and_rows():
 
 
 def test_aligned_bigrams_put_beside_each_word_the_known_pair_it_starts():
-    from seqlab.data.text import add_bigram_vocab, align_bigrams
-    from seqlab.data.vocab import Vocabulary
+    from seqlab.data.text import Vocabulary, add_bigram_vocab, align_bigrams
 
     vocab = add_bigram_vocab(Vocabulary(["<pad>", "<unk>", "not", "good", "bad"]), [[2, 3], [2, 3]], 2)
     not_good = vocab.stoi["not good"]

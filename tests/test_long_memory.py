@@ -4,6 +4,7 @@ loops, padding and carried state behave as the fused cells', the data is the sam
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from seqlab.models import (
     encoder_names,
     register_encoder,
 )
-from seqlab.models.scan import linear_recurrence_loop, linear_scan, log_linear_scan
+from seqlab.models.diagonal import linear_recurrence_loop, linear_scan, log_linear_scan
 from tests.helpers import EXPERIMENTS
 
 
@@ -332,3 +333,32 @@ def test_a_curriculum_run_trains_through_the_pipeline(make_cfg):
     )
     value, metrics = pipeline.train(cfg)
     assert math.isfinite(value) and metrics["val/loss"] == value
+
+
+def test_a_checkpoint_written_before_the_models_and_optimizers_were_renamed_restores_in_eval(
+    make_cfg, tmp_path
+):
+    """Run dirs of earlier versions store SequenceClassifierNet with pooling none for a step classifier,
+    NT-ASGD as seqlab.tasks.NTASGD and the scheduler's interval inside its node: eval rebuilds them."""
+    cfg = make_cfg(
+        "experiment=copy_memory", "data.seq_len=12", "data.train_size=64", "data.val_size=32",
+        "data.test_size=32", "data.batch_size=32", "trainer.max_steps=4", "trainer.val_check_interval=2",
+        "test=false",
+    )  # fmt: skip
+    pipeline.train(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(ckpt, weights_only=True)
+    config = checkpoint["seqlab"]["config"]
+    config["model"]["net"] |= {"_target_": "seqlab.models.SequenceClassifierNet", "pooling": "none"}
+    config["optimizer"] = {"_target_": "seqlab.tasks.NTASGD", "_partial_": True, "lr": 1.0}
+    config["scheduler"] = {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 1}
+    config["scheduler"] |= {"interval": "epoch", "monitor": "val/loss"}
+    config.pop("lr_schedule", None)
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+
+    def evaluate(path: Path) -> dict[str, float]:
+        return pipeline.evaluate(
+            make_cfg(f"ckpt_path={path}", config_name="eval", output_dir=tmp_path / path.stem)
+        )
+
+    assert evaluate(tmp_path / "old.ckpt") == evaluate(ckpt)

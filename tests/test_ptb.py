@@ -15,7 +15,7 @@ from seqlab import build, pipeline
 from seqlab.callbacks import GradNormMonitor
 from seqlab.data import DataError, PTBDataModule, Vocabulary
 from seqlab.data.ptb import batchify, read_words
-from seqlab.data.vocab import EOS
+from seqlab.data.text import EOS
 from seqlab.errors import ConfigError
 from seqlab.models import LanguageModelNet, generate
 from seqlab.optimization import Optimization

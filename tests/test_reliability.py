@@ -12,8 +12,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqlab import build, pipeline
-from seqlab.callbacks.history import read_history
 from seqlab.errors import ConfigError, TrainingError
+from seqlab.results import read_history
 from tests.helpers import final, metrics_of, train_cli
 
 SMALL = ["debug=limit", "trainer.max_epochs=3", "trainer.deterministic=true", "seed=3"]

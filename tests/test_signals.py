@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from seqlab.callbacks.history import read_history
+from seqlab.results import read_history
 from tests.helpers import metrics_of, train_cli
 
 pytestmark = pytest.mark.slow

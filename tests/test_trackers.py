@@ -20,8 +20,8 @@ import pytest
 from omegaconf import open_dict, read_write
 
 from seqlab.build import build_group
-from seqlab.callbacks.history import read_history
 from seqlab.errors import ConfigError
+from seqlab.results import read_history
 from tests.helpers import TINY_MNIST, sweep_cli, train_cli
 
 LONG = "x" * 300  # a config value longer than the 250 characters Lightning's MLFlowLogger keeps

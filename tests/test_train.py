@@ -12,8 +12,8 @@ from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqlab import build, pipeline, restore
-from seqlab.callbacks.history import read_history
 from seqlab.config import ConfigError
+from seqlab.results import read_history
 from tests.helpers import EXPERIMENTS
 
 MNIST_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("mnist")]
@@ -186,6 +186,8 @@ def test_cli_trains_and_reports_config_errors_in_one_line(data_dir, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "model" in ok.stdout and "Gradient norms at the first step" in ok.stdout + ok.stderr
     assert (tmp_path / "run" / "metrics.json").exists()
+    for notice in ("LeafSpec", "Tip:", "The `srun` command"):  # nothing a user could act on
+        assert notice not in ok.stdout + ok.stderr
     bad = cli(
         "seqlab.train",
         "model.net.cell=lstmm",
@@ -334,3 +336,17 @@ def test_the_confusion_matrix_and_text_samples_reach_tensorboard(make_cfg, tmp_p
     text = samples[-1].tensor_proto.string_val[0].decode()
     words = set((data_dir / "ptb" / "ptb.train.txt").read_text().split()) | {"<unk>"}
     assert text.split()[0] == "the" and set(text.replace("<eos>", "").split()) <= words
+
+
+def test_help_loads_neither_torch_nor_lightning():
+    """`seqlab-train --help` answers from Hydra and the configs alone (about a second), not after
+    importing torch and Lightning (7-12 s): the plugins Hydra scans import nothing heavy."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['seqlab-train', '--help']\n"
+        "from seqlab.cli import train_main\n"
+        "try:\n    train_main()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'lightning', 'pandas', 'matplotlib') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "Powered by Hydra" in out.stdout and out.stdout.splitlines()[-1] == "HEAVY []", out.stderr[-2000:]

@@ -24,10 +24,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from seqlab.callbacks.history import read_history  # noqa: E402
 from seqlab.restore import restore_from_checkpoint  # noqa: E402
-from seqlab.results import run_dirs  # noqa: E402
-from seqlab.rundir.checkpoints import last_checkpoint  # noqa: E402
+from seqlab.results import (
+    read_history,  # noqa: E402
+    run_dirs,  # noqa: E402
+)
+from seqlab.rundir.records import last_checkpoint  # noqa: E402
 from seqlab.tools.embeddings import pair_distances  # noqa: E402
 
 PAIRS = [

@@ -17,14 +17,19 @@ _PUBLIC = {
     "LanguageModel": "seqlab.tasks",
     "Optimization": "seqlab.optimization",  # what a task updates its weights with, read from the config
     "InMemoryDataModule": "seqlab.data.base",  # the base of a data module: batching, DDP, exact resume
-    "Encoder": "seqlab.models.base",  # the interface of a sequence encoder (a user's cell)
+    "Encoder": "seqlab.models.registry",  # the interface of a sequence encoder (a user's cell)
     "CELLS": "seqlab.models.registry",  # every registered cell's name, seqlab's and installed packages'
     "register_encoder": "seqlab.models.registry",  # a cell by name, for code that is not installed
+    "SequenceDataModule": "seqlab.data.base",  # the base of every data module: loaders, resume, state
+    "compose": "seqlab.config",  # compose(*overrides): the config `seqlab-train <overrides>` would run
+    "fit": "seqlab.pipeline",  # fit(cfg): train and test it as `seqlab-train` does; the final metrics
+    "runs": "seqlab.results",  # runs(path): every run at or below path as one DataFrame
+    "history": "seqlab.results",  # history(path): their per-epoch rows as one DataFrame
     "ConfigError": "seqlab.errors",
     "DataError": "seqlab.errors",
-    "check_choice": "seqlab.checks",
-    "check_dropout": "seqlab.checks",
-    "check_positive": "seqlab.checks",
+    "check_choice": "seqlab.errors",
+    "check_dropout": "seqlab.errors",
+    "check_positive": "seqlab.errors",
 }
 __all__ = ["__version__", *_PUBLIC]
 

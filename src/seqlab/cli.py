@@ -12,6 +12,7 @@ that pickles the task function (submitit's, `hydra/launcher=slurm`) must import 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Callable
@@ -43,6 +44,9 @@ def launch(app: Callable[[], Any]) -> None:
 
 def run(task_function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Call `task_function(cfg)`; in a single run, a user error (config, data, training) ends with its message alone."""
+    from seqlab.compat import quiet_library_notices
+
+    quiet_library_notices()
     try:
         return task_function(cfg)
     except (*USER_ERRORS, OSError) as err:  # OSError: a write the file system refused (full, read-only...)
@@ -107,3 +111,36 @@ def summarize_main(argv: list[str] | None = None) -> None:
     if not rows:
         parser.error(f"{args.sweep_dir}: no job dirs (with .hydra/config.yaml) inside; is it a sweep dir?")
     print((args.sweep_dir / "summary.md").read_text(), end="")
+
+
+def runs_main(argv: list[str] | None = None) -> None:
+    """`seqlab-runs <path>`: every run at or below a run dir, sweep dir or outputs folder, one line each."""
+    parser = argparse.ArgumentParser(prog="seqlab-runs", description=runs_main.__doc__)
+    parser.add_argument("path", type=Path, nargs="?", default=Path("outputs"), help="default: outputs")
+    parser.add_argument(
+        "--csv", type=Path, help="also write every column (the flattened configs) to this file"
+    )
+    parser.add_argument("--history", action="store_true", help="the per-epoch rows instead of one per run")
+    args = parser.parse_args(argv)
+    from seqlab.errors import DataError
+    from seqlab.results import history, runs
+
+    try:
+        frame = history(args.path) if args.history else runs(args.path)
+    except DataError as err:
+        parser.error(str(err))
+    if frame.empty:
+        parser.error(f"{args.path}: no run dirs (with .hydra/config.yaml) at or below it")
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    with contextlib.suppress(BrokenPipeError):  # `seqlab-runs | head`
+        print(frame[shown_columns(frame, args.history)].to_string(index=False, max_colwidth=40))
+
+
+def shown_columns(frame: Any, per_epoch: bool = False) -> list[str]:
+    """What fits a terminal: the run, its status, the config values that differ between the runs and the
+    final metrics, or each epoch's (all columns go to --csv)."""
+    config = [c for c in frame.columns if "." in c and frame[c].astype(str).nunique() > 1]
+    metrics = [c for c in frame.columns if "/" in c and (per_epoch or not c.startswith("train/"))]
+    fixed = [c for c in ("run", "status", "epoch", "step") if c in frame.columns]
+    return [*fixed, *config, *metrics, *[c for c in ("wall_time_s",) if c in frame.columns]]

@@ -1,4 +1,4 @@
-"""Every reliance of seqlab on a Lightning, Hydra or torch internal, in one place, each with a test in
+"""Every reliance of seqlab on a Lightning, Hydra, torch or Python internal, in one place, each with a test in
 tests/test_compat.py: an upgrade that moves one of them fails there, by name, not somewhere downstream.
 
 The rest of seqlab imports these names instead of reaching into the libraries itself.
@@ -6,19 +6,40 @@ The rest of seqlab imports these names instead of reaching into the libraries it
 
 from __future__ import annotations
 
+import atexit
+import logging
 import re
+import warnings
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # noqa: F401 (re-exported)
 from hydra.core.utils import JobReturn, JobStatus
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-from torch import nn
 
-# Lightning ends `fit` with this on SIGTERM; SignalCheckpoint raises it on SIGUSR1/2 as well, so that
-# every stop signal leaves the loops the same way (and `pipeline.fit` catches one exception).
-StopTraining = SIGTERMException
+if TYPE_CHECKING:  # Lightning and torch load when a run needs them, not when Hydra scans seqlab's plugins
+    import lightning as L
+    from torch import nn
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+_no_tips = _NoTips()
+
+
+def quiet_library_notices() -> None:
+    """Silence the notices a seqlab user cannot act on, where the libraries print them: Lightning's
+    advertisement for its cloud logger, a deprecation inside Lightning's own code (torch's LeafSpec), and
+    the hint to run under `srun` printed on any machine where SLURM is installed, also for a local run.
+    Called when a command starts its work, not at import: Hydra imports plugins (and so seqlab) inside
+    `warnings.catch_warnings()`, which would drop filters set then."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings(
+        "ignore", message=r"The `srun` command is available on your system but is not used"
+    )
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_tips)
 
 
 def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
@@ -74,3 +95,25 @@ def failed_job(overrides: list[str], error: BaseException) -> JobReturn:
 def with_return_value(result: JobReturn, return_value: Any, **changes: Any) -> JobReturn:
     """A copy of a job's result with another return value (or error) and other `changes` to its fields."""
     return replace(result, _return_value=return_value, **changes)
+
+
+def clear_exit_handlers() -> None:
+    """Forget the `atexit` handlers inherited over a fork (the sweep's are not a job's: they would, e.g.,
+    clean its temp dirs); the module has no public call for it."""
+    atexit._clear()
+
+
+def run_exit_handlers() -> None:
+    """Run the `atexit` handlers registered so far (a forked job's own: trackers, claims) before the
+    process ends with `os._exit`, which skips them; the module has no public call for it."""
+    atexit._run_exitfuncs()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StopTraining":
+        # Lightning ends `fit` with this on SIGTERM; SignalCheckpoint raises it on SIGUSR1/2 as well, so that
+        # every stop signal leaves the loops the same way (and `pipeline.fit_stoppable` catches one exception).
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        return SIGTERMException
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,16 @@ CONF_DIR = str(SEQLAB_CONF)
 
 if not OmegaConf.has_resolver("seqlab_root"):
     OmegaConf.register_new_resolver("seqlab_root", lambda: str(project_root()))
-if not OmegaConf.has_resolver("run_id"):  # cached: one name per config, also across a sweep's jobs
-    from seqlab.rundir.claims import run_id
 
+
+def run_id() -> str:
+    """A run name no other process gets: local time to the millisecond (so names sort by start), then
+    four random hex digits."""
+    now = datetime.now()
+    return f"{now:%Y-%m-%d_%H-%M-%S}.{now.microsecond // 1000:03d}_{secrets.token_hex(2)}"
+
+
+if not OmegaConf.has_resolver("run_id"):  # cached: one name per config, also across a sweep's jobs
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
 if not OmegaConf.has_resolver("range_list"):  # e.g. LR milestones: ${range_list:6,39} -> [6, ..., 38]
     OmegaConf.register_new_resolver("range_list", lambda start, stop: list(range(int(start), int(stop))))
@@ -97,3 +106,29 @@ def print_config(cfg: DictConfig, groups: tuple[str, ...] = ()) -> None:
         )
         tree.add(str(key)).add(rich.syntax.Syntax(text.rstrip(), "yaml"))
     rich.print(tree)
+
+
+def compose(*overrides: str, run_dir: str | Path | None = None) -> DictConfig:
+    """The config `python -m seqlab.train <overrides>` would run, for notebooks and scripts: seqlab's
+    configs and the user's (`SEQLAB_CONFIG_PATH`), its run dir `run_dir` or, by default, the one the
+    command would make (`outputs/<task_name>/<run_name>/`). Train it with `seqlab.fit(cfg)`."""
+    from hydra import compose as compose_config
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from seqlab.user_config import check_user_configs
+
+    check_user_configs(list(overrides))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose_config("train", overrides=list(overrides), return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    out = Path(run_dir) if run_dir is not None else Path(str(cfg.hydra.run.dir))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out.absolute())
+        cfg.hydra.runtime.output_dir = str(out.absolute())
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg

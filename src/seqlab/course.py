@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from seqlab.data.vocab import Vocabulary
+from seqlab.data.text import Vocabulary
 
 
 def one_hot(vocab: Vocabulary, words: Iterable[str]) -> torch.Tensor:

@@ -32,7 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from seqlab.checks import check_choice, check_positive, check_positive_number_or_null
+from seqlab.errors import check_choice, check_positive, check_positive_number_or_null
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]

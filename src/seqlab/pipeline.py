@@ -1,21 +1,28 @@
 """The recipes the entry points call: `train` (fit, then validate and test the best checkpoint) and
 `evaluate` (a checkpoint on its splits). The pieces come from `seqlab.build`, checkpoints are read by
 `seqlab.restore`, and `seqlab.rundir` decides what a run dir allows (resume, refuse, skip finished).
+`distributed_job` lets a sweep's jobs run DDP one after the other in one process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from seqlab.atomic import write_text_atomic
 from seqlab.build import (
     build_callbacks,
     build_datamodule,
@@ -25,19 +32,55 @@ from seqlab.build import (
     instantiate,
     seed,
 )
-from seqlab.callbacks.history import read_history
 from seqlab.callbacks.preemption import SignalCheckpoint
-from seqlab.compat import StopTraining
-from seqlab.distributed import distributed_job
+from seqlab.compat import StopTraining, quiet_library_notices
 from seqlab.errors import ConfigError, DataError
 from seqlab.resources import OutOfMemoryReport, check_batches_fit, out_of_memory_reported
 from seqlab.restore import check_state_fits, restore_from_checkpoint
-from seqlab.rundir.checkpoints import last_checkpoint
-from seqlab.rundir.records import STOPPED, accept_config_records, read_metrics, write_machine, write_metrics
+from seqlab.results import read_history
+from seqlab.rundir.records import (
+    STOPPED,
+    accept_config_records,
+    last_checkpoint,
+    read_metrics,
+    write_machine,
+    write_metrics,
+)
 from seqlab.rundir.resume import resume_checkpoint
 from seqlab.trackers import log_outcome, log_stopped
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def distributed_job() -> Iterator[None]:
+    """Run one job's DDP work so that the next job of a sweep, in the same process, starts clean.
+
+    Inside a multirun, Lightning's DDP launcher would start the other ranks with this process's
+    command line, i.e. the whole sweep again: for the length of the job the command line becomes
+    this job's own overrides and `hydra.run.dir` its output dir. Afterwards the process group is
+    destroyed and the environment variables Lightning set (LOCAL_RANK, MASTER_PORT...) are removed,
+    or the next job would take itself for a child rank of this one.
+    """
+    environ = dict(os.environ)
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun:
+        hydra_cfg = HydraConfig.get()
+        argv, run_dir = sys.argv, hydra_cfg.run.dir
+        sys.argv = [argv[0], *hydra_cfg.overrides.task]
+        with open_dict(hydra_cfg), read_write(hydra_cfg):
+            hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        if multirun:
+            sys.argv = argv
+            with open_dict(hydra_cfg), read_write(hydra_cfg):
+                hydra_cfg.run.dir = run_dir
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+            os.environ.clear()
+            os.environ.update(environ)
 
 
 def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
@@ -73,14 +116,14 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
         del checkpoint  # only checked here: Lightning's fit reads the file itself, not kept through training
     out_of_memory = OutOfMemoryReport(cfg)
     trainer = build_trainer(cfg, task, [*build_callbacks(cfg), out_of_memory], build_group(cfg, "logger"))
-    check_batches_fit(cfg, task.run_info["dims"], trainer.strategy.root_device)
+    check_batches_fit(task.batch_memory(cfg.data), trainer.strategy.root_device)
     accept_config_records()  # everything checked: this start's config records stand
     for logger in trainer.loggers:
         logger.log_hyperparams(flatten(task.run_info["config"]))
 
     start = time.perf_counter()
     with distributed_job(), out_of_memory_reported(out_of_memory), signals_held(trainer):
-        fit(trainer, task, datamodule, ckpt_path, cfg.paths.output_dir)
+        fit_stoppable(trainer, task, datamodule, ckpt_path, cfg.paths.output_dir)
         metrics = {"train/loss": final_train_loss(trainer, cfg.paths.output_dir)}
         with stopped_as_error(
             trainer, " (after training: the final validation and test run on resume)", cfg.paths.output_dir
@@ -153,7 +196,7 @@ def stopped_as_error(trainer: L.Trainer, where: str, output_dir: str) -> Iterato
         raise SystemExit(message) from None
 
 
-def fit(
+def fit_stoppable(
     trainer: L.Trainer,
     task: L.LightningModule,
     datamodule: L.LightningDataModule,
@@ -194,6 +237,20 @@ def log_final_hparams(trainer: L.Trainer, params: dict[str, Any], metrics: dict[
         if isinstance(logger, TensorBoardLogger) and finals:
             logger.log_hyperparams(params, metrics=finals, step=trainer.global_step)
             logger.finalize("success")
+
+
+def fit(cfg: DictConfig) -> dict[str, float]:
+    """Train a config composed in Python (`seqlab.compose`) as `python -m seqlab.train` trains it: its run
+    dir gets the same records (`.hydra/config.yaml`, `.hydra/overrides.yaml`), so `seqlab.runs` reads it
+    beside runs from the command line. Returns the final metrics; a user error raises (ConfigError...)."""
+    quiet_library_notices()
+    records = Path(cfg.paths.output_dir) / ".hydra"
+    records.mkdir(parents=True, exist_ok=True)
+    config = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    write_text_atomic(records / "config.yaml", OmegaConf.to_yaml(config))
+    overrides = list(cfg.hydra.overrides.task) if "hydra" in cfg else []
+    write_text_atomic(records / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    return train(cfg)[1]
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

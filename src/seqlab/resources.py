@@ -29,27 +29,16 @@ def available_bytes(device: torch.device) -> int | None:
     return None
 
 
-def language_model_batch_bytes(cfg: DictConfig, dims: dict[str, int]) -> int | None:
-    """What a language-model batch holds at its peak: per token, the logits over the vocabulary three times
-    (logits, log-probabilities, their gradient) and a dozen float32 activations per hidden unit and layer."""
-    data, net = cfg.data, cfg.model.get("net", {})
-    if "seq_len" not in data or "vocab_size" not in dims:
-        return None
-    tokens = max(int(data.batch_size), int(data.get("eval_batch_size") or 0)) * int(data.seq_len)
-    hidden = int(net.get("hidden_dim", 0)) * int(net.get("num_layers", 1))
-    return tokens * 4 * (3 * int(dims["vocab_size"]) + 12 * hidden)
-
-
-def check_batches_fit(cfg: DictConfig, dims: dict[str, int], device: torch.device) -> None:
-    """Refuse, before any batch is made, a config whose batches need more memory than the device has."""
-    needed = language_model_batch_bytes(cfg, dims)
+def check_batches_fit(memory: tuple[int, str, str] | None, device: torch.device) -> None:
+    """Refuse, before any batch is made, a run whose batches need more memory than the device has.
+    `memory` is the task's estimate (`TaskModule.batch_memory`): bytes, what the batch is, how to shrink it."""
     free = available_bytes(device)
-    if needed is None or free is None or needed <= free:
+    if memory is None or free is None or memory[0] <= free:
         return
+    needed, batch, fix = memory
     raise ConfigError(
-        f"data.batch_size={cfg.data.batch_size} x data.seq_len={cfg.data.seq_len} tokens a batch need about "
-        f"{needed / GIB:.1f} GiB (logits over {dims['vocab_size']} words), more than the {free / GIB:.1f} GiB "
-        f"free on {device.type}: lower data.batch_size (or data.eval_batch_size, data.seq_len)"
+        f"{batch} need about {needed / GIB:.1f} GiB, more than the {free / GIB:.1f} GiB free on "
+        f"{device.type}: {fix}"
     )
 
 

@@ -3,6 +3,7 @@ machine), for one run, a sweep or a whole outputs tree; sweep summaries and `seq
 
 from __future__ import annotations
 
+import csv
 import math
 import statistics
 from pathlib import Path
@@ -10,13 +11,23 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from seqlab.callbacks.history import read_history
 from seqlab.errors import DataError
-from seqlab.rundir.checkpoints import last_checkpoint
 from seqlab.rundir.claims import held_by_another_live_process
-from seqlab.rundir.records import STOPPED, read_error, read_metrics
+from seqlab.rundir.records import STOPPED, last_checkpoint, read_error, read_metrics
 
 RETRIED_FILE = "retried_as"  # in a job dir whose trial a resumed search ran again: the retry's job number
+
+
+def read_history(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a `history.csv` as floats (empty cells: NaN); [] when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: float(v) if v not in ("", None) else math.nan for k, v in r.items()}
+            for r in csv.DictReader(f)
+        ]
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
@@ -114,3 +125,85 @@ def group_by_config(
         values = row[field] if field else row
         groups.setdefault(tuple(str(values[k]) for k in keys), []).append(row)
     return [(dict(zip(keys, values, strict=True)), rows) for values, rows in groups.items()]
+
+
+def find_runs(path: str | Path) -> list[Path]:
+    """The run dirs at or below `path` (a run dir, a sweep dir or a whole outputs tree): every dir with a
+    `.hydra/config.yaml`, in path order (a sweep's jobs by number); a job another one retried is left out."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: no such directory; give a run dir, a sweep dir or an outputs folder")
+    if (path / ".hydra" / "config.yaml").is_file():
+        return [path]
+    found = [p.parent.parent for p in path.rglob(".hydra/config.yaml")]
+    found = [d for d in found if not (d / RETRIED_FILE).is_file()]
+    return sorted(found, key=lambda d: [job_order(part) for part in d.relative_to(path).parts])
+
+
+def flat_config(run_dir: Path) -> dict[str, Any]:
+    """A run's composed config (`.hydra/config.yaml`) as dotted keys -> values, `hydra` and `paths` left
+    out; an interpolation that resolves only inside Hydra (a run name, say) is kept as written."""
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for key in node:
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if name in ("hydra", "paths"):
+                continue
+            try:
+                value = node[key]
+            except Exception:  # e.g. ${run_id:}: Hydra's resolvers are not registered here
+                value = OmegaConf.to_container(node, resolve=False)[key]
+            if OmegaConf.is_dict(value):
+                walk(value, name)
+            else:
+                flat[name] = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
+
+    walk(cfg, "")
+    return flat
+
+
+def run_record(run_dir: Path, root: Path) -> dict[str, Any]:
+    """One row of `runs()`: where the run is, its status, final metrics, the machine and its config."""
+    row = read_run(run_dir)
+    machine = run_dir / "machine.txt"
+    record: dict[str, Any] = {
+        "run": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
+        "status": row["status"],
+        "epochs": row["epochs"],
+        "best_epoch": row.get("best_epoch"),
+        **row.get("metrics", {}),
+        "machine": machine.read_text().strip() if machine.is_file() else None,
+        "error": row.get("error"),
+        "path": str(run_dir),
+    }
+    return record | flat_config(run_dir)
+
+
+def runs(path: str | Path) -> Any:
+    """Every run at or below `path` as one pandas DataFrame, a row a run: `run` (its dir, relative to
+    `path`), `status` (done | failed | pruned | running | interrupted (resumable) | incomplete),
+    `epochs`, `best_epoch`, the final metrics (`test/acc`, `val/ppl`, `wall_time_s`...), `machine`,
+    `error`, `path`, and the composed config flattened to dotted keys (`model.net.cell`, `seed`...)."""
+    import pandas as pd
+
+    root = Path(path)
+    return pd.DataFrame([run_record(run_dir, root) for run_dir in find_runs(root)])
+
+
+def history(path: str | Path) -> Any:
+    """The per-epoch rows (`history.csv`) of every run at or below `path` as one pandas DataFrame: `run`
+    (as in `runs()`), then `epoch`, `step` and the epoch's metrics (`train/loss`, `val/acc`...)."""
+    import pandas as pd
+
+    root = Path(path)
+    rows = []
+    for run_dir in find_runs(root):
+        name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
+        rows += [{"run": name, **row} for row in read_history(run_dir / "history.csv")]
+    frame = pd.DataFrame(rows)
+    for column in ("epoch", "step", "train_batches"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame

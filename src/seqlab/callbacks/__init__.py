@@ -1,9 +1,14 @@
 """Lightning callbacks."""
 
-from seqlab.callbacks.grad_norm import GradNormMonitor
-from seqlab.callbacks.guards import NonFiniteLossGuard
 from seqlab.callbacks.history import EpochHistory
+from seqlab.callbacks.monitors import GradNormMonitor, NonFiniteLossGuard, OptunaPruning, TextSampleLogger
 from seqlab.callbacks.preemption import SignalCheckpoint
-from seqlab.callbacks.text_sample import TextSampleLogger
 
-__all__ = ["EpochHistory", "GradNormMonitor", "NonFiniteLossGuard", "SignalCheckpoint", "TextSampleLogger"]
+__all__ = [
+    "EpochHistory",
+    "GradNormMonitor",
+    "NonFiniteLossGuard",
+    "OptunaPruning",
+    "SignalCheckpoint",
+    "TextSampleLogger",
+]

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from seqlab.atomic import write_text_atomic
 from seqlab.compat import batches_done_in_epoch
+from seqlab.results import read_history
 
 
 class EpochHistory(Checkpoint):
@@ -63,15 +64,3 @@ class EpochHistory(Checkpoint):
         writer.writeheader()
         writer.writerows(rows)
         write_text_atomic(path, out.getvalue())
-
-
-def read_history(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a `history.csv` as floats (empty cells: NaN); [] when there is none."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [
-            {k: float(v) if v not in ("", None) else math.nan for k, v in r.items()}
-            for r in csv.DictReader(f)
-        ]

@@ -13,8 +13,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from seqlab.checks import check_positive_number_or_null
 from seqlab.compat import StopTraining
+from seqlab.errors import check_positive_number_or_null
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 

@@ -5,7 +5,7 @@ from seqlab.data.imdb import IMDBDataModule
 from seqlab.data.long_memory import LongMemoryDataModule
 from seqlab.data.mnist import MNISTDataModule
 from seqlab.data.ptb import PTBDataModule
-from seqlab.data.vocab import Vocabulary
+from seqlab.data.text import Vocabulary
 
 __all__ = [
     "DataError",

@@ -21,9 +21,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from seqlab.checks import check_positive
 from seqlab.compat import batches_done_in_epoch
-from seqlab.errors import ConfigError
+from seqlab.errors import ConfigError, check_positive
 
 MakeBatches = Callable[[torch.Generator | None], list[list[int]]]
 
@@ -256,18 +255,11 @@ class InMemoryDataModule(SequenceDataModule):
     records how far the epoch got, so a run stopped mid-epoch resumes at the next batch with the same order.
     """
 
-    def __init__(
-        self,
-        batch_size: int,
-        eval_batch_size: int | None = None,
-        shuffle_seed: int | None = 0,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
-    ) -> None:
-        super().__init__(batch_size, eval_batch_size, shuffle_seed, num_workers, pin_memory)
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
+    # The three splits, made by `setup` (a subclass's constructor takes SequenceDataModule's arguments
+    # and its own).
+    train_set: Dataset | None = None
+    val_set: Dataset | None = None
+    test_set: Dataset | None = None
 
     @property
     def dims(self) -> dict[str, int]:

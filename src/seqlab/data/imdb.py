@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from seqlab.checks import check_choice, check_positive, check_positive_or_null
 from seqlab.data import text
 from seqlab.data.base import SequenceDataModule, bucket_batches, shuffled_batches
 from seqlab.data.files import VERIFY, verify_files
@@ -28,8 +27,8 @@ from seqlab.data.imdb_source import (
     source_files,
     split_reviews,
 )
-from seqlab.data.vocab import Vocabulary
-from seqlab.errors import DataError
+from seqlab.data.text import Vocabulary
+from seqlab.errors import DataError, check_choice, check_positive, check_positive_or_null
 
 log = logging.getLogger(__name__)
 LABEL_NAMES = ("neg", "pos")

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqlab.checks import check_positive
 from seqlab.data.base import InMemoryDataModule
-from seqlab.errors import ConfigError
+from seqlab.errors import ConfigError, check_positive
 
 SPLITS = ("train", "val", "test")
 COPY_SYMBOLS, COPY_LENGTH = 8, 10  # symbols 1..8 to remember, 10 of them; 0 is blank, 9 the delimiter

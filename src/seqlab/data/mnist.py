@@ -10,10 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from seqlab.checks import check_choice, check_positive
 from seqlab.data.base import InMemoryDataModule
 from seqlab.data.files import VERIFY, DataError, ensure_files, verify_files
-from seqlab.errors import ConfigError
+from seqlab.errors import ConfigError, check_choice, check_positive
 
 VIEWS = ("rows", "pixels", "permuted_pixels")
 MIRRORS = [

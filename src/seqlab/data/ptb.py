@@ -8,11 +8,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from seqlab.checks import check_choice, check_positive
 from seqlab.data.base import SequenceDataModule, rank_and_world
 from seqlab.data.files import VERIFY, DataError, ensure_files, verify_files
-from seqlab.data.vocab import EOS, UNK, Vocabulary
-from seqlab.errors import ConfigError
+from seqlab.data.text import EOS, UNK, Vocabulary
+from seqlab.errors import ConfigError, check_choice, check_positive
 
 SPLITS = {"train": "ptb.train.txt", "val": "ptb.valid.txt", "test": "ptb.test.txt"}
 FILES = {
@@ -39,7 +38,15 @@ def read_words(path: Path) -> list[str]:
 
 
 def batchify(ids: torch.Tensor, num_streams: int) -> torch.Tensor:
-    """(N,) -> (num_streams, N // num_streams): contiguous streams, the remainder dropped."""
+    """(N,) -> (num_streams, N // num_streams): contiguous streams, the remainder dropped.
+
+    With the tokens a..x and 4 streams, each row continues where the one before it stops in the corpus:
+
+        a b c d e f
+        g h i j k l      a batch is the next `seq_len` columns of every row (`StreamWindows`),
+        m n o p q r      and its targets the same columns shifted by one: each row's hidden
+        s t u v w x      state carries from one batch to the next.
+    """
     length = len(ids) // num_streams
     if length < 2:
         raise DataError(f"{len(ids)} tokens are too few for {num_streams} streams of at least 2 tokens")

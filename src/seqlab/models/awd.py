@@ -1,5 +1,6 @@
-"""AWD-LSTM's parts (Merity et al. 2017): weight drop, locked dropout, embedding dropout, and the
-language model that joins them with per-layer sizes and tied weights."""
+"""AWD-LSTM's parts (Merity et al. 2017, https://arxiv.org/abs/1708.02182): weight drop, locked dropout,
+embedding dropout (section 4.3; the text classifier's `embed_dropout` uses it too), and the language
+model that joins them with per-layer sizes and tied weights."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from seqlab.checks import check_dropout, check_positive
+from seqlab.errors import check_dropout, check_positive
 
 
 class LockedDropout(nn.Module):

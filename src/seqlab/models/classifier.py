@@ -1,4 +1,6 @@
-"""Sequence classifiers: an encoder over the sequence, then pooling and a linear head; and the bag of words."""
+"""Models that read a sequence and answer with a head: a class for it (`SequenceClassifierNet`), a value
+for it (`SequenceRegressorNet`), a class at every step (`StepClassifierNet`), all an encoder over the
+sequence, pooling and a linear head (`SequenceNet`); and the bag of words."""
 
 from __future__ import annotations
 
@@ -7,20 +9,20 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from seqlab.checks import check_choice, check_dropout, check_positive
+from seqlab.errors import check_choice, check_dropout, check_positive
 from seqlab.models.awd import embedding_dropout
 from seqlab.models.registry import build_encoder
 
 POOLINGS = ("last", "mean", "max", "none")
 
 
-class SequenceClassifierNet(nn.Module):
+class SequenceNet(nn.Module):
     """(optional embedding) -> encoder (any registered `cell`) -> pooling -> linear head.
 
     Reads feature sequences (`input_dim`, e.g. MNIST rows) or token ids (`vocab_size` + `embed_dim`):
     (B, T), or (B, T, K) with K ids a step (a word and the word pair it starts) whose embeddings add up.
     Pooling over time: `last` (the final state, at each row's true end), or masked `mean` / `max`;
-    `none` gives every step its own output, (B, T, num_classes). `num_classes: 1` makes it a regressor.
+    `none` gives every step its own output, (B, T, num_classes).
     The mask may lie on the host while the inputs are on a GPU.
     `cell` is a registered cell's name or `{name: <cell>, <its settings>}` (seqlab.models.registry);
     `hidden_dim`, `num_layers`, `dropout`, `bidirectional` size it. `dropout` acts between stacked
@@ -94,6 +96,26 @@ class SequenceClassifierNet(nn.Module):
         else:
             pooled = out.masked_fill(~mask[..., None], float("-inf")).amax(1).nan_to_num(neginf=0.0)
         return self.head(self.output_drop(pooled))
+
+
+class SequenceClassifierNet(SequenceNet):
+    """A class for a sequence: `num_classes` logits from the pooled encoder features (see `SequenceNet`)."""
+
+
+class SequenceRegressorNet(SequenceNet):
+    """A value for a sequence (the adding problem): `num_classes` outputs (1 by default), no activation."""
+
+    def __init__(self, num_classes: int = 1, **settings: Any) -> None:
+        super().__init__(num_classes, **settings)
+
+
+class StepClassifierNet(SequenceNet):
+    """A class at every step (copy memory): (B, T, num_classes) logits, one per step, no pooling."""
+
+    def __init__(self, num_classes: int, pooling: str = "none", **settings: Any) -> None:
+        if pooling != "none":
+            raise ValueError(f"pooling={pooling!r}: a step classifier answers at every step (pooling: none)")
+        super().__init__(num_classes, pooling="none", **settings)
 
 
 class BagOfEmbeddings(nn.Module):

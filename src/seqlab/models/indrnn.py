@@ -13,7 +13,8 @@ ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 
 
 class IndRNNLayer(nn.Module):
-    """h_t = act(W x_t + u * h_{t-1} + b), each unit its own recurrent weight u.
+    """h_t = act(W x_t + u * h_{t-1} + b), each unit its own recurrent weight u
+    (https://arxiv.org/abs/1803.04831, eq. 2; the bound on |u|: section 3.1).
 
     |u| is bounded by 2^(1/T) for a sequence (or TBPTT window) of T steps, the paper's constraint that
     keeps a ReLU unit's gradient over T steps from exploding; u starts uniform in [recurrent_min,

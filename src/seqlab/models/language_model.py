@@ -1,4 +1,4 @@
-"""Word-level recurrent language model (pytorch/examples word_language_model, Zaremba et al. 2014)."""
+"""Word-level recurrent language model (pytorch/examples word_language_model; Zaremba et al. 2014, https://arxiv.org/abs/1409.2329)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqlab.checks import check_choice, check_positive
+from seqlab.errors import check_choice, check_positive
 from seqlab.models.recurrent import State
 from seqlab.models.registry import build_encoder, cell_spec
 

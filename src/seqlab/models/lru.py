@@ -8,16 +8,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqlab.models.diagonal import DiagonalRecurrentEncoder, check_scan, check_sizes
+from seqlab.models.diagonal import (
+    DiagonalRecurrentEncoder,
+    check_scan,
+    check_sizes,
+    linear_recurrence_loop,
+    linear_scan,
+)
 from seqlab.models.recurrent import at_true_end
 from seqlab.models.registry import register_encoder
-from seqlab.models.scan import linear_recurrence_loop, linear_scan
 
 RECURRENT_LR_SCALE = 0.5  # the reference implementations train nu, theta, gamma at half the rate
 
 
 class LRULayer(nn.Module):
-    """h_t = lambda * h_{t-1} + gamma * (B x_t), y_t = Re(C h_t) + D * x_t (the paper's eq. 6-8), with a
+    """h_t = lambda * h_{t-1} + gamma * (B x_t), y_t = Re(C h_t) + D * x_t (https://arxiv.org/abs/2303.06349,
+    eq. 6-8), with a
     complex diagonal lambda = exp(-exp(nu) + i exp(theta)) (|lambda| < 1 whatever nu is), drawn uniformly
     on the ring r_min <= |lambda| <= r_max with phases up to `max_phase`, and gamma = sqrt(1 - |lambda|^2)
     so that every state starts with the input's scale."""

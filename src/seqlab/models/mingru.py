@@ -6,10 +6,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqlab.models.diagonal import DiagonalRecurrentEncoder, check_scan, check_sizes
+from seqlab.models.diagonal import (
+    NEAR_ZERO_LOG,
+    DiagonalRecurrentEncoder,
+    check_scan,
+    check_sizes,
+    linear_recurrence_loop,
+    linear_scan,
+    log_linear_scan,
+)
 from seqlab.models.recurrent import at_true_end
 from seqlab.models.registry import register_encoder
-from seqlab.models.scan import NEAR_ZERO_LOG, linear_recurrence_loop, linear_scan, log_linear_scan
 
 
 def g(x: Tensor) -> Tensor:
@@ -23,7 +30,8 @@ def log_g(x: Tensor) -> Tensor:
 
 
 class MinGRULayer(nn.Module):
-    """minGRU: z_t = sigmoid(W_z x_t), h_t = (1 - z_t) h_{t-1} + z_t g(W_h x_t).
+    """minGRU: z_t = sigmoid(W_z x_t), h_t = (1 - z_t) h_{t-1} + z_t g(W_h x_t)
+    (https://arxiv.org/abs/2410.01201, section 3.1 and appendix B; minLSTM: section 3.2).
 
     The gates read x only, never h, so every coefficient is known before the scan. The paper scans in
     log space (`scan=log`, h stays positive) because its cumulative form divides by products of a that

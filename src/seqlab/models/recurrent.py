@@ -6,9 +6,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from seqlab.checks import check_choice, check_dropout, check_positive
-from seqlab.models.base import Encoder
-from seqlab.models.registry import register_encoder
+from seqlab.errors import check_choice, check_dropout, check_positive
+from seqlab.models.registry import Encoder, register_encoder
 
 State = Tensor | tuple[Tensor, Tensor]
 

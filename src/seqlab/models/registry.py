@@ -9,6 +9,7 @@ Three routes in, one registry: seqlab's own cells register where they are define
 names its cells in the `seqlab.encoders` entry-point group (`janet = "parity_lab.cells:JANET"`); code
 that is not installed calls `register_encoder("janet", JANET)`. Checkpoints store the name and the
 package that provided it, and restoring looks the name up here: a checkpoint can only name installed code.
+`Encoder` is the interface every cell's module offers the nets.
 """
 
 from __future__ import annotations
@@ -22,14 +23,35 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-from seqlab.checks import check_dropout, check_positive
-from seqlab.errors import ConfigError
+from seqlab.errors import ConfigError, check_dropout, check_positive
 
 ENTRY_POINT_GROUP = "seqlab.encoders"
 SHAPE = ("input_dim", "hidden_dim", "num_layers", "dropout", "bidirectional")  # what every builder takes
 FROM_THE_NET = (*SHAPE, "causal")  # passed by the net, not settings (`causal` only where a builder takes it)
+
+
+class Encoder(nn.Module):
+    """A batch-first sequence encoder: `forward(x, mask=None, state=None) -> (outputs, state)`.
+
+    `x` is (B, T, input_dim); `mask` (B, T), True on real steps, marks padding (None: no padding);
+    `outputs` is (B, T, output_dim) and `state` whatever the encoder carries between calls (None is fine
+    for a classifier). Subclasses set `output_dim` and may override `pool_last`, what `pooling: last` reads.
+    """
+
+    output_dim: int
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, state: Any = None) -> tuple[Tensor, Any]:
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x, mask, state)")
+
+    def pool_last(self, out: Tensor, state: Any, mask: Tensor | None) -> Tensor:
+        """The output at each row's last real step."""
+        if mask is None:
+            return out[:, -1]
+        last = (mask.cumsum(1) * mask).argmax(1)
+        return out[torch.arange(out.size(0), device=out.device), last]
 
 
 @dataclass(frozen=True)
@@ -166,8 +188,6 @@ def cell_spec(cell: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 def build_encoder(cell: str | Mapping[str, Any], **sizes: Any) -> nn.Module:
     """The encoder `cell` names, built with `sizes` (SHAPE, and `causal` where the builder takes it)
     and the cell's own settings; a setting the cell does not have gets one line listing those it has."""
-    from seqlab.models.base import Encoder
-
     name, settings = cell_spec(cell)
     entry = encoder_entry(name)
     own = entry.settings()

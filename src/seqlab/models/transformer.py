@@ -1,4 +1,5 @@
-"""Self-attention encoder with the recurrent encoder's interface, so LSTMs and attention share a sweep."""
+"""Self-attention encoder (Vaswani et al. 2017, https://arxiv.org/abs/1706.03762) with the recurrent
+encoder's interface, so LSTMs and attention share a sweep."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from seqlab.checks import check_choice, check_dropout, check_positive
-from seqlab.models.base import Encoder
-from seqlab.models.registry import register_encoder
+from seqlab.errors import check_choice, check_dropout, check_positive
+from seqlab.models.registry import Encoder, register_encoder
 
 POSITIONS = ("sinusoidal", "learned", "none")
 

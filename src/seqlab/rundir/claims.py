@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import secrets
 import socket
 import sys
 from datetime import datetime
@@ -26,13 +25,6 @@ from omegaconf import DictConfig
 from seqlab.errors import ConfigError, os_error_message
 from seqlab.rundir.records import CLAIM_FILE, keep_config_records, note_new_run_dir
 from seqlab.slurm import is_queued
-
-
-def run_id() -> str:
-    """A run name no other process gets: local time to the millisecond (so names sort by start), then
-    four random hex digits."""
-    now = datetime.now()
-    return f"{now:%Y-%m-%d_%H-%M-%S}.{now.microsecond // 1000:03d}_{secrets.token_hex(2)}"
 
 
 def process_start(pid: int) -> str | None:

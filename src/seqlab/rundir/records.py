@@ -1,4 +1,4 @@
-"""What a run leaves in its run dir besides checkpoints: `metrics.json` (a finished run), `machine.txt`
+"""What a run leaves in its run dir: `checkpoints/last.ckpt` (where a resume starts), `metrics.json` (a finished run), `machine.txt`
 (where it ran), `error.json` (why it failed; a stop signal's message marks it resumable), and the
 config records Hydra writes (`.hydra/*.yaml`), which a refused resume puts back as they were."""
 
@@ -11,8 +11,6 @@ import shutil
 import traceback
 from pathlib import Path
 
-import torch
-
 import seqlab
 from seqlab.atomic import write_bytes_atomic, write_text_atomic
 from seqlab.errors import DataError
@@ -20,6 +18,12 @@ from seqlab.errors import DataError
 ERROR_FILE = "error.json"
 CLAIM_FILE = ".seqlab_claim.json"  # rundir/claims.py's: one process per run dir
 STOPPED = "stopped by a signal"  # the pipeline's message when a stop signal ended training
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """A run dir's `checkpoints/last.ckpt`: what `resume=true` continues from (written every epoch by
+    the callbacks config's `last_checkpoint`, and mid-epoch on a stop signal)."""
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
 
 
 def read_metrics(output_dir: str | Path) -> dict[str, float] | None:
@@ -92,6 +96,8 @@ def machine() -> str:
     """This machine in one line (CPU model, torch threads, the vector instructions torch's kernels use, the
     oneDNN and MKL versions, torch and seqlab versions, the GPU if there is one), written beside a run's
     metrics as `machine.txt` so that its results say where and how they were measured."""
+    import torch  # here: what reads run dirs (summaries, seqlab.runs) does not need torch
+
     cpuinfo = Path("/proc/cpuinfo")
     names = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     cpu = next((line.split(":", 1)[1].strip() for line in names if line.startswith("model name")), "")

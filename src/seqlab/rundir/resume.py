@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 
 from seqlab.errors import ConfigError
 from seqlab.restore import read_checkpoint
-from seqlab.rundir.checkpoints import last_checkpoint
 from seqlab.rundir.claims import resuming
+from seqlab.rundir.records import last_checkpoint
 
 log = logging.getLogger(__name__)
 

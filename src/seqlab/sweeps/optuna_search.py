@@ -16,7 +16,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from hydra.core.plugins import Plugins
@@ -167,21 +166,9 @@ class OptunaSweeper(Sweeper):
         return returns
 
 
-class OptunaPruning(L.Callback):
-    """Report `monitor` to the running Optuna trial after each validation; raise TrialPruned when told to."""
+def __getattr__(name: str) -> Any:
+    if name == "OptunaPruning":  # where configs written before it joined seqlab.callbacks name it
+        from seqlab.callbacks.monitors import OptunaPruning
 
-    def __init__(self, monitor: str) -> None:
-        self.monitor = monitor
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trial = current_trial()
-        if trial is None or trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
-            return
-        import optuna
-
-        epoch = trainer.current_epoch
-        trial.report(float(trainer.callback_metrics[self.monitor]), step=epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(
-                f"pruned at epoch {epoch}: {self.monitor} did not keep up with earlier trials"
-            )
+        return OptunaPruning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,6 @@ report work as with the basic launcher; a job's console output goes to `<job dir
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import logging
@@ -34,7 +33,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from seqlab.compat import failed_job, job_error, with_return_value
+from seqlab.compat import clear_exit_handlers, failed_job, job_error, run_exit_handlers, with_return_value
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ class ParallelLauncher(Launcher):
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        atexit._clear()  # the sweep's exit handlers are not the job's (they would, e.g., clean its temp dirs)
+        clear_exit_handlers()  # the sweep's exit handlers are not the job's
         config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         with open_dict(config):
             config.hydra.job.id = num
@@ -224,7 +223,7 @@ class ParallelLauncher(Launcher):
             message = str(ended.code if isinstance(ended, SystemExit) else ended) or type(ended).__name__
             error = JobProcessEnded(message.removeprefix("error: "))
             ret = failed_job(overrides, error)
-        atexit._run_exitfuncs()  # the job's own: trackers, claims
+        run_exit_handlers()  # the job's own: trackers, claims
         write_result(ret, result)
         return 0
 

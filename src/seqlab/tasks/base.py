@@ -57,6 +57,11 @@ class TaskModule(L.LightningModule):
                 f"model.compile=true: torch.compile unavailable ({err}); running eagerly", stacklevel=2
             )
 
+    def batch_memory(self, data: Any) -> tuple[int, str, str] | None:
+        """The peak bytes of this task's largest batch under the data settings `data`, what that batch is,
+        and how to shrink it (`seqlab.resources.check_batches_fit` refuses what cannot fit); None: no estimate."""
+        return None
+
     def configure_optimizers(self) -> Any:
         return self.optimization.configure(self, automatic=self.automatic_optimization)
 

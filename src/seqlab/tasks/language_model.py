@@ -7,13 +7,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seqlab.checks import (
+from seqlab.compat import attached_trainer
+from seqlab.errors import (
+    ConfigError,
     check_choice,
     check_positive_or_null,
     check_probability,
 )
-from seqlab.compat import attached_trainer
-from seqlab.errors import ConfigError
 from seqlab.models.language_model import LanguageModelNet, detach_state, move_state, summed_nll
 from seqlab.models.recurrent import State
 from seqlab.tasks.base import MeanNLL, TaskModule
@@ -61,6 +61,22 @@ class LanguageModel(TaskModule):
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         return self.net(ids, state)
+
+    def batch_memory(self, data: Any) -> tuple[int, str, str] | None:
+        """Per token of the largest batch: the logits over the vocabulary three times (logits,
+        log-probabilities, their gradient) and a dozen float32 activations per hidden unit and layer."""
+        vocab_size = self.run_info.get("dims", {}).get("vocab_size")
+        if "seq_len" not in data or vocab_size is None:
+            return None
+        net = self.run_info.get("config", {}).get("model", {}).get("net", {})
+        tokens = max(int(data.batch_size), int(data.get("eval_batch_size") or 0)) * int(data.seq_len)
+        hidden = int(net.get("hidden_dim", 0)) * int(net.get("num_layers", 1))
+        batch = f"data.batch_size={data.batch_size} x data.seq_len={data.seq_len} tokens a batch"
+        return (
+            tokens * 4 * (3 * vocab_size + 12 * hidden),
+            f"{batch} (logits over {vocab_size} words)",
+            "lower data.batch_size (or data.eval_batch_size, data.seq_len)",
+        )
 
     def setup(self, stage: str) -> None:
         window = getattr(self.trainer.datamodule, "seq_len", None) if self.trainer.datamodule else None

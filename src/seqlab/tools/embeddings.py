@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from seqlab.data.vocab import Vocabulary
+from seqlab.data.text import Vocabulary
 from seqlab.errors import ConfigError
 
 METRICS = ("cosine", "euclidean")

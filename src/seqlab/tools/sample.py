@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from seqlab.data.vocab import EOS, UNK, Vocabulary
+from seqlab.data.text import EOS, UNK, Vocabulary
 from seqlab.models.language_model import LanguageModelNet, generate
 
 log = logging.getLogger(__name__)
