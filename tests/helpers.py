@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -360,3 +361,18 @@ class SignalAtHook(L.Callback):
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         self._at("final_test", trainer)
+
+
+def documented_project(doc: Path) -> tuple[dict[str, str], list[str]]:
+    """A doc's project: the code blocks whose info string names a file (```python file=pkg/x.py), as
+    path -> text, and the lines of its ```bash run blocks, the commands to run in order."""
+    files: dict[str, str] = {}
+    commands: list[str] = []
+    for info, body in re.findall(r"^```([^\n]*)\n(.*?)^```", doc.read_text(), flags=re.M | re.S):
+        words = info.split()
+        named = [w.removeprefix("file=") for w in words if w.startswith("file=")]
+        if named:
+            files[named[0]] = body
+        elif words == ["bash", "run"]:
+            commands += [line.strip() for line in body.splitlines() if line.strip()]
+    return files, commands

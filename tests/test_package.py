@@ -3,6 +3,7 @@ editable, into a fresh virtualenv, and every command run from an empty directory
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_mnist
-from tests.helpers import REPO
+from tests.helpers import REPO, documented_project
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +107,7 @@ def test_an_installed_seqlab_trains_and_evaluates_from_an_empty_directory(user, 
         "embeddings",
         "attack",
         "summarize",
+        "runs",
     ):  # every console script
         helped = user(f"seqlab-{tool}", "--help")
         assert helped.returncode == 0 and (
@@ -185,3 +187,29 @@ def test_the_example_project_trains_sweeps_resumes_and_evaluates(user, venv):
         "cell 'janet' here; install it (pip install 'parity-lab==0.1.0') or register it with "
         "seqlab.register_encoder"
     )
+
+
+def test_the_walk_through_project_builds_and_trains_from_the_docs_own_code_blocks(user, venv):
+    """docs/extending.md's bitlab: its files written from the page's code blocks, installed beside the
+    wheel, and the page's commands run in order (training runs cut to two epochs). Last in this module:
+    it registers a cell in the shared virtualenv."""
+    files, commands = documented_project(REPO / "docs" / "extending.md")
+    assert "bitlab/pyproject.toml" in files and len(commands) >= 5
+    for name, text in files.items():
+        (user.work / name).parent.mkdir(parents=True, exist_ok=True)
+        (user.work / name).write_text(text)
+    env: dict[str, str] = {}
+    for command in commands:
+        words = shlex.split(command)
+        if words[:2] == ["pip", "install"]:
+            done = run([venv / "bin" / "python", "-m", "pip", "install", "-q", *words[2:]], cwd=user.work)
+        elif words[0] == "export":
+            env |= dict(word.split("=", 1) for word in words[1:])
+            continue
+        else:
+            done = user(*words, *(["trainer.max_epochs=2"] if words[0] == "seqlab-train" else []), **env)
+        assert done.returncode == 0, f"{command}: {done.stderr[-3000:]}"
+    lines = done.stdout.splitlines()  # seqlab-runs: one line a job of the sweep
+    assert len(lines) == 7 and {line.split()[3] for line in lines[1:]} == {"cifg", "lstm", "gru"}
+    first = user.work / "outputs" / "bitcount_cifg" / "first"
+    assert metrics(first)["test/acc"] > 0 and (first / "checkpoints" / "last.ckpt").is_file()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from omegaconf import OmegaConf
 import seqlab
 from seqlab.cli import runs_main
 from seqlab.rundir.records import record_failure
-from tests.helpers import metrics_of, train_cli
+from tests.helpers import REPO, metrics_of, train_cli
 
 
 def fake_run(run_dir: Path, cell: str, seed: int, metrics: dict | None = None, epochs: int = 2) -> Path:
@@ -92,3 +94,25 @@ def test_seqlab_runs_prints_what_differs_and_writes_every_column(tree, capsys, t
     with pytest.raises(SystemExit):
         runs_main([str(tmp_path / "nothing")])
     assert "no such directory; give a run dir" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_under_a_real_jupyter_kernel(tmp_path):
+    """examples/notebook.ipynb, executed by nbclient in a fresh kernel, on MNIST-shaped data of its own."""
+    import nbclient
+    import nbformat
+
+    from tests.conftest import make_mnist
+
+    data = make_mnist(tmp_path / "data", n_train=1400, n_test=100)
+    notebook = nbformat.read(REPO / "examples" / "notebook.ipynb", as_version=4)
+    env = {**os.environ, "SEQLAB_DATA_DIR": str(data), "PYTHONPATH": str(REPO)}
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    with mock.patch.dict(os.environ, env):
+        client.execute()
+    runs = seqlab.runs(tmp_path / "outputs" / "notebook")
+    assert sorted(runs["run"]) == ["cells/0", "cells/1", "cells/2", "hidden/32", "hidden/64", "single"]
+    assert (runs["status"] == "done").all()
+    assert any(o.get("output_type") == "display_data" for o in notebook.cells[-1].outputs)  # the figure

@@ -140,7 +140,22 @@ def runs_main(argv: list[str] | None = None) -> None:
 def shown_columns(frame: Any, per_epoch: bool = False) -> list[str]:
     """What fits a terminal: the run, its status, the config values that differ between the runs and the
     final metrics, or each epoch's (all columns go to --csv)."""
-    config = [c for c in frame.columns if "." in c and frame[c].astype(str).nunique() > 1]
+    described = {
+        "run",
+        "status",
+        "epochs",
+        "best_epoch",
+        "machine",
+        "error",
+        "path",
+        "epoch",
+        "step",
+        "run_name",
+    }
+    described |= {"wall_time_s", "train_batches"}  # shown last, or not at all
+    config = [
+        c for c in frame.columns if c not in described and "/" not in c and frame[c].astype(str).nunique() > 1
+    ]
     metrics = [c for c in frame.columns if "/" in c and (per_epoch or not c.startswith("train/"))]
     fixed = [c for c in ("run", "status", "epoch", "step") if c in frame.columns]
     return [*fixed, *config, *metrics, *[c for c in ("wall_time_s",) if c in frame.columns]]

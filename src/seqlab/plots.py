@@ -1,4 +1,5 @@
-"""Figures for TensorBoard, reports and sweep summaries (matplotlib, imported only when a figure is drawn):
+"""Figures for TensorBoard, reports and sweep summaries (matplotlib, imported only when a figure is drawn;
+no pyplot, so a notebook's own backend is left alone):
 a confusion matrix, and a sweep's curves on shared axes and final metric against a swept parameter."""
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from seqlab.results import group_by_config, parse_overrides, seeds_swept, spread
 
 def confusion_matrix_figure(matrix: Tensor, labels: Sequence[str] | None = None):
     """A counts heat map, true class down, predicted class across."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     n = matrix.size(0)
     labels = list(labels) if labels else [str(i) for i in range(n)]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * n, 1.0 + 0.5 * n), dpi=100)
+    fig = Figure(figsize=(1.2 + 0.5 * n, 1.0 + 0.5 * n), dpi=100)
+    ax = fig.subplots()
     ax.imshow(matrix.cpu().numpy(), cmap="Blues")
     ax.set(
         xticks=range(n),
@@ -52,12 +51,10 @@ def confusion_matrix_figure(matrix: Tensor, labels: Sequence[str] | None = None)
 
 def adversarial_grid(rows: Sequence[tuple[Tensor, Tensor, str, str]]):
     """One row per attack: original image, adversarial image, and their difference, titled with the classes."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), 3, figsize=(6, 2.1 * len(rows)), dpi=100, squeeze=False)
+    fig = Figure(figsize=(6, 2.1 * len(rows)), dpi=100)
+    axes = fig.subplots(len(rows), 3, squeeze=False)
     for ax_row, (original, adversarial, left, right) in zip(axes, rows, strict=True):
         diff = (adversarial - original).cpu().numpy()
         bound = max(abs(diff).max(), 1e-6)
@@ -84,10 +81,7 @@ def as_number(value: str | None) -> float | None:
 def plot_curves(rows: list[dict[str, Any]], params: list[str], path: Path) -> None:
     """train/loss, val/loss and the main metric per epoch, every configuration on shared axes: one line
     per job, or, where jobs differ only by seed, their mean with a band of one standard deviation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     metric = next((r["metric"] for r in rows if r["metric"]), "val/loss")
     panels = list(dict.fromkeys(["train/loss", "val/loss", metric]))
@@ -96,7 +90,8 @@ def plot_curves(rows: list[dict[str, Any]], params: list[str], path: Path) -> No
     groups = (
         group_by_config(rows, params, "config") if seeds_swept(params) else [(r["config"], [r]) for r in rows]
     )
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), dpi=100, squeeze=False)
+    fig = Figure(figsize=(5 * len(panels), 4), dpi=100)
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, name in zip(axes[0], panels, strict=True):
         for config, jobs in groups:
             by_epoch: dict[float, list[float]] = {}
@@ -121,7 +116,6 @@ def plot_curves(rows: list[dict[str, Any]], params: list[str], path: Path) -> No
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7)
         fig.subplots_adjust(bottom=0.18 + 0.04 * (len(labels) // 3))
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_against(rows: list[dict[str, Any]], param: str, metric: str, path: Path) -> bool:
@@ -134,16 +128,13 @@ def plot_against(rows: list[dict[str, Any]], param: str, metric: str, path: Path
             points.setdefault(x, []).append(r["metrics"][metric])
     if not points or None in points:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     xs = sorted(points)
     means, stds, _ = zip(*(spread(points[x]) for x in xs), strict=True)
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    fig = Figure(figsize=(5, 4), dpi=100)
+    ax = fig.subplots()
     ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3)
     ax.set(xlabel=param, ylabel=metric, title=f"{metric} vs {param}")
     fig.savefig(path)
-    plt.close(fig)
     return True
