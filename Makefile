@@ -9,7 +9,7 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 ARGS ?=
 EXPERIMENT ?= mnist_lstm
 
-.PHONY: install dev train test lint format bench clean
+.PHONY: install dev train test test-all lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ dev: $(VENV)/.dev
 train: install
 	$(PY) -m seqlab.train experiment=$(EXPERIMENT) $(ARGS)
 
-## Run the test suite (CPU, a few minutes). `make test ARGS="-m slow"` runs the slow tests.
+## The fast test suite (CPU, about 4 minutes on 2 cores). `make test ARGS="-m slow"` runs the slow tests.
 test: dev
 	$(PY) -m pytest -q $(ARGS)
+
+## Every test, fast and slow (what CI runs; about 45 minutes on 2 cores).
+test-all: dev
+	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
 
 lint: dev
 	$(VENV)/bin/ruff check src tests scripts examples

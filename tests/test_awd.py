@@ -163,6 +163,7 @@ def test_ptb_awd_composes_and_runs_fast_dev_run(make_cfg):
     assert value == metrics["val/ppl"] and metrics["test/ppl"] > 1
 
 
+@pytest.mark.slow
 def test_ntasgd_survives_a_signal_mid_epoch_and_resumes_exactly(tmp_path, data_dir, monkeypatch):
     """Averaging from the first validation on; SIGTERM inside epoch 1 (averaging under way, windows of
     variable length); the resumed run ends with the metrics of one never interrupted."""

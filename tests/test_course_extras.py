@@ -137,6 +137,7 @@ def digit_classifier(make_cfg, tmp_path):
     return next((tmp_path / "mnist" / "checkpoints").glob("epoch_*.ckpt"))
 
 
+@pytest.mark.slow
 def test_attacks_reach_their_target_or_say_so_and_stay_in_pixel_range(digit_classifier, make_cfg, tmp_path):
     cfg = make_cfg(
         f"ckpt_path={digit_classifier}",

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO, TINY_MNIST, sweep_cli
 
 COURSE_CELLS = {"rnn": "10.0", "lstm": "87.5"}  # the course's column of mnist_cells, as the script quotes it
+
+pytestmark = pytest.mark.slow  # each test runs a real sweep
 
 
 def tables(sweeps: Path, out: Path, *names: str) -> subprocess.CompletedProcess:

@@ -25,6 +25,7 @@ def test_the_public_api_resolves_without_importing_lightning():
     assert out.split() == ["False", seqlab.__version__]
 
 
+@pytest.mark.slow
 def test_a_registered_cell_trains_restores_by_name_and_is_named_where_it_is_not_registered(
     make_cfg, tmp_path, monkeypatch
 ):
@@ -115,6 +116,7 @@ def user_conf(tmp_path: Path) -> Path:
     return conf
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["env", "config-dir"])
 def test_user_configs_add_experiments_and_seqlabs_own_win_a_name_clash(user_conf, tmp_path, how):
     def compose(experiment: str) -> subprocess.CompletedProcess:
@@ -177,6 +179,7 @@ def test_a_target_whose_module_lacks_the_class_names_both(make_cfg):
     assert "MeanSoFarEncoder" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_an_unknown_experiment_is_one_line_naming_the_folders_and_the_config_path(tmp_path, user_conf):
     """Without SEQLAB_CONFIG_PATH a user's experiment got Hydra's 35-line list of seqlab's options."""
     lost = seqlab_cli("train", "experiment=my_lstm", cwd=tmp_path)

@@ -165,6 +165,7 @@ def reads_by_steps(make_cfg, tmp_path: Path, *overrides: str) -> dict[int, Count
     return {steps: mode.sites for steps, mode in runs.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_training_steps_never_wait_for_the_device(make_cfg, tmp_path, task):
     """The device reads of a run do not grow with its number of steps: none is taken per training or
@@ -193,6 +194,7 @@ def reads_between_cadence(make_cfg, tmp_path, *overrides: str) -> dict[int, Coun
     return {i: sites for i, sites in mode.batches.items() if i % 4 not in (0, 3)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_steps_between_logging_steps_never_wait_for_the_device(make_cfg, tmp_path, task):
     """Once a step value is logged, the steps after it do not read it back (Lightning converts a
@@ -251,6 +253,7 @@ def test_bf16_mixed_precision_trains(make_cfg, task):
     assert TrainingObserver.head_dtypes and set(TrainingObserver.head_dtypes) == {torch.bfloat16}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["mnist", "imdb_bag", "imdb_bilstm_max"])
 def test_compiled_model_trains_and_keeps_the_checkpoint_keys(make_cfg, tmp_path, task):
     """`model.compile=true` compiles in place: its checkpoints load into an uncompiled model."""
@@ -298,6 +301,7 @@ print("ok", logits.dtype)
     assert result.returncode == 0 and "ok torch.bfloat16" in result.stdout, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["mnist", "ptb"])
 def test_bf16_mixed_precision_trains_on_cpus_without_bf16_kernels(task, tmp_path, data_dir, monkeypatch):
     """`make test` on an AVX2-only CPU: `trainer.precision=bf16-mixed` trains end to end there too."""

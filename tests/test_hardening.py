@@ -16,6 +16,7 @@ from tests.helpers import seqlab_cli
 LIMIT = ["experiment=mnist_rnn", "debug=limit", "data.val_size=40", "data.batch_size=16"]
 
 
+@pytest.mark.slow
 def test_a_sweep_with_failing_jobs_runs_the_others_and_ends_in_one_line_per_failed_job(tmp_path, data_dir):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep_dir}", *LIMIT, "print_config=false"]
@@ -74,6 +75,7 @@ def test_bytes_that_are_not_text_are_refused(tmp_path, raw):
         decode_utf8(raw, tmp_path / "reviews.txt")
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_binary_file_in_one_line(tmp_path):
     binary = tmp_path / "photo.jpg"
     binary.write_bytes(bytes(range(256)) * 160)
@@ -159,6 +161,7 @@ def last_line(result: subprocess.CompletedProcess) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_run_dir_under_a_file_is_one_line(tmp_path, data_dir):
     (tmp_path / "file").write_text("not a folder")
     line = last_line(train_in(tmp_path / "file" / "run", data_dir))
@@ -168,6 +171,7 @@ def test_a_run_dir_under_a_file_is_one_line(tmp_path, data_dir):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("multirun", [False, True])
 def test_a_read_only_file_system_is_one_line(tmpfs, data_dir, multirun):
     read_only = tmpfs("ro,size=1m")
@@ -182,6 +186,7 @@ def test_a_read_only_file_system_is_one_line(tmpfs, data_dir, multirun):
     )
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_in_one_line_and_leaves_no_partial_file(tmpfs, data_dir):
     full = tmpfs("size=200k")  # room for the config and logs, not for a checkpoint
     line = last_line(train_in(full / "run", data_dir))
@@ -211,6 +216,7 @@ def test_a_checkpoint_write_cut_short_keeps_the_previous_one(tmp_path, monkeypat
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("validation", [False, True])
 def test_an_allocator_refusal_is_one_line_naming_the_phase_and_the_batch_size(tmp_path, data_dir, validation):
     batch = 0 if validation else 1  # 40 validation images make one batch of eval_batch_size 1000
@@ -317,6 +323,7 @@ def test_a_full_disk_during_a_checkpoint_flush_names_the_checkpoint(tmp_path, mo
     assert not target.exists() and not list(target.parent.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_missing_file_on_a_read_only_data_dir_is_named(tmpfs, data_dir):
     """The error blamed MNIST/.raw.lock (EROFS) instead of naming the missing file."""
     import shutil

@@ -114,6 +114,7 @@ def test_out_of_range_settings_are_named_before_any_work(make_cfg, data):
     assert not Path(cfg.paths.output_dir).exists(), "nothing was written"
 
 
+@pytest.mark.slow
 def test_an_out_of_range_seed_is_one_line_from_the_command(tmp_path):
     """seed=-1 ended in numpy's traceback (`ValueError: -1 is not in bounds`)."""
     result = seqlab_cli(

@@ -240,6 +240,7 @@ def test_every_long_memory_experiment_runs_each_cell_with_fast_dev_run(make_cfg,
         assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
+@pytest.mark.slow
 def test_a_short_adding_problem_is_learned_below_its_baseline(make_cfg):
     """The problem can be learned through the whole pipeline (T = 10: seconds on a CPU)."""
     cfg = make_cfg(

@@ -108,6 +108,7 @@ def test_a_job_whose_process_is_killed_fails_alone(tmp_path, data_dir):
     assert [(r["job"], r["status"]) for r in rows] == [("0", "interrupted (resumable)"), ("1", "done")]
 
 
+@pytest.mark.slow
 def test_a_bad_n_jobs_ends_the_sweep_in_one_line(tmp_path, data_dir):
     result = run_sweep([*TINY_MNIST, "model.net.hidden_dim=8,16", *parallel(0)], tmp_path / "s", data_dir)
     assert result.returncode == 1
@@ -144,6 +145,7 @@ def test_ctrl_c_checkpoints_every_running_job_and_resume_finishes_the_sweep(tmp_
         assert "Resuming from" in (sweep_dir / job / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_search_is_not_run_by_the_parallel_launcher(tmp_path, data_dir):
     result = run_sweep(["hparams_search=mnist_optuna", *TINY_MNIST, *parallel(2)], tmp_path / "s", data_dir)
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -488,6 +488,7 @@ def test_the_language_models_optimization_comes_from_the_optimizer_scheduler_and
         build.build_task(bad, build.build_datamodule(bad))
 
 
+@pytest.mark.slow
 def test_sample_cli(trained_ptb, data_dir, tmp_path):
     ckpt = trained_ptb[0]
     cwd = tmp_path / "cwd"

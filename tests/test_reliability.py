@@ -68,6 +68,7 @@ def resume_in_process(make_cfg, overrides: list[str], run_dir: Path) -> dict:
         "imdb",
     ],
 )
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     task, make_cfg, tmp_path, data_dir, one_thread
 ):
@@ -100,6 +101,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     assert val_steps(run_dir / "tensorboard") == val_steps(tmp_path / "straight" / "tensorboard")
 
 
+@pytest.mark.slow
 def test_kill_inside_a_checkpoint_write_leaves_a_resumable_last_ckpt(make_cfg, tmp_path, data_dir):
     overrides = [*TASKS["mnist"], *SMALL]
     run_dir = tmp_path / "run"
@@ -188,6 +190,7 @@ def test_debug_anomaly_turns_on_anomaly_detection(make_cfg):
     assert trainer._detect_anomaly
 
 
+@pytest.mark.slow
 def test_debug_anomaly_names_the_operation_that_made_the_nan_and_where_it_was_called(tmp_path, data_dir):
     poison = ["+callbacks.poison._target_=tests.helpers.PoisonAt", "+callbacks.poison.epoch=0"]
     args = [*TASKS["mnist"], "debug=anomaly", *poison, "+callbacks.poison.batch=1", "trainer.max_steps=4"]
@@ -208,6 +211,7 @@ def test_debug_anomaly_names_the_operation_that_made_the_nan_and_where_it_was_ca
         ("mnist", signal.SIGUSR2),
     ],
 )
+@pytest.mark.slow
 def test_a_signal_mid_epoch_checkpoints_exits_nonzero_and_resumes_exactly(
     task, signum, tmp_path, data_dir, one_thread
 ):
@@ -242,6 +246,7 @@ def test_a_signal_mid_epoch_checkpoints_exits_nonzero_and_resumes_exactly(
     assert {k: metrics_of(run_dir)[k] for k in picked} == pytest.approx(picked, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_sweep_stopped_by_a_signal_shows_the_job_resumable_and_a_rerun_resumes_it_mid_epoch(
     tmp_path, data_dir, one_thread
 ):
@@ -309,6 +314,7 @@ def unfinished_run(run_dir: Path, data_dir: Path, *extra: str) -> list[str]:
     return overrides
 
 
+@pytest.mark.slow
 def test_a_refused_resume_changes_nothing_in_the_run_dir(tmp_path, data_dir):
     """A resume with another model was refused after Hydra had rewritten .hydra/config.yaml with the
     refused config, while the error told the user to read that file."""
@@ -324,6 +330,7 @@ def test_a_refused_resume_changes_nothing_in_the_run_dir(tmp_path, data_dir):
     ]
 
 
+@pytest.mark.slow
 def test_resume_falls_back_to_the_newest_intact_checkpoint_when_last_ckpt_is_gone(tmp_path, data_dir):
     """last.ckpt missing but epoch_NNN.ckpt intact: resume=true trained from scratch; now it goes on from
     the intact one, saying so."""

@@ -34,6 +34,7 @@ def start(args: list[str], data_dir: Path, log_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_get_their_own_run_dirs(tmp_path, data_dir):
     runs = [start([*TINY, f"model.net.hidden_dim={h}"], data_dir, tmp_path) for h in (8, 16)]
     outputs = [run.communicate(timeout=300) for run in runs]
@@ -50,6 +51,7 @@ def test_two_runs_started_together_get_their_own_run_dirs(tmp_path, data_dir):
         assert not (d / ".seqlab_claim.json").exists(), "the claim is released at the end"
 
 
+@pytest.mark.slow
 def test_a_claimed_run_dir_refuses_a_second_live_process_and_a_dead_owner_is_taken_over_by_resume(
     tmp_path, data_dir
 ):
@@ -136,6 +138,7 @@ def test_a_job_dir_claimed_by_a_live_process_reads_running_and_once_it_is_gone_r
     assert read_run(job)["status"] == "interrupted (resumable)"
 
 
+@pytest.mark.slow
 def test_a_claim_held_on_another_host_is_named_and_never_taken_over(tmp_path, data_dir):
     """A process on another node (a shared file system) cannot be checked from here: even resume=true
     refuses, naming the owner and the claim file to delete once that process is gone."""

@@ -23,6 +23,7 @@ def failed_sweep(tmp_path_factory, data_dir):
     return sweep_dir, args, sweep_cli(args, sweep_dir, data_dir)
 
 
+@pytest.mark.slow
 def test_a_sweep_summarizes_itself_and_keeps_going_past_failures(failed_sweep):
     sweep_dir, _, result = failed_sweep
     assert result.returncode != 0, "a sweep with failed jobs exits with an error"
@@ -53,6 +54,7 @@ def test_a_sweep_summarizes_itself_and_keeps_going_past_failures(failed_sweep):
     assert {"final/val/acc", "final/test/acc"} <= set(events.Tags()["scalars"])
 
 
+@pytest.mark.slow
 def test_rerunning_a_sweep_skips_finished_jobs_and_retries_the_others(failed_sweep, data_dir):
     sweep_dir, args, _ = failed_sweep
     stamps = {n: (sweep_dir / n / "metrics.json").stat().st_mtime_ns for n in ("0", "2")}
@@ -64,6 +66,7 @@ def test_rerunning_a_sweep_skips_finished_jobs_and_retries_the_others(failed_swe
     assert [r["status"] for r in read_summary(sweep_dir)] == ["done", "failed", "done", "failed"]
 
 
+@pytest.mark.slow
 def test_summarize_cli_rebuilds_the_summary(failed_sweep, tmp_path):
     import subprocess
     import sys
@@ -81,6 +84,7 @@ def test_summarize_cli_rebuilds_the_summary(failed_sweep, tmp_path):
     assert empty.returncode == 2 and "no job dirs" in empty.stderr
 
 
+@pytest.mark.slow
 def test_a_damaged_metrics_json_is_named_counted_failed_and_rerun(failed_sweep, tmp_path, data_dir):
     """A job's metrics.json cut short (a full disk, a copy interrupted) ended summarize and the sweep's
     rerun in a JSONDecodeError traceback: now the job is `failed` with the file named, and a rerun
@@ -145,6 +149,7 @@ def optuna_study(sweep_dir: Path):
     return optuna.load_study(study_name="search", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
 
 
+@pytest.mark.slow
 def test_optuna_search_prunes_and_resumes(tmp_path, data_dir):
     from optuna.trial import TrialState
 
@@ -304,6 +309,7 @@ def eval_cli(overrides: list[str], run_dir: Path, data_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_ptb_checkpoint_scores_the_same_perplexity_on_one_or_two_processes(tmp_path, data_dir):
     """Evaluation cuts the same streams whatever the device count: no other state resets or dropped tail."""
     ptb = ["experiment=ptb_lab", "data.seq_len=6", "model.truncated_bptt_steps=3", "model.net.hidden_dim=16"]
@@ -342,6 +348,7 @@ def test_every_rank_evaluates_something_even_with_fewer_batches_than_ranks():
         RankBatches(lambda generator: [[0, 1, 2]], shuffle=False, rank=0, world=4)
 
 
+@pytest.mark.slow
 def test_jobs_that_differ_only_by_seed_are_summarized_once_with_mean_std_and_n(tmp_path, data_dir):
     sweep_dir = tmp_path / "seeds"
     result = sweep_cli([*TINY_MNIST, "model.net.hidden_dim=8,16", "seed=0,1,2"], sweep_dir, data_dir)
@@ -377,6 +384,7 @@ def test_a_run_made_alone_and_its_seeds_made_by_a_named_sweep_are_one_configurat
     assert swept_params([alone, *swept, other]) == ["experiment", "seed"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("choice", ["sweep=mnist_cells", "+sweep=mnist_cells"])
 def test_a_named_sweep_is_chosen_as_sweep_or_as_the_older_plus_sweep(choice):
     shown = subprocess.run(

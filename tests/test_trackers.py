@@ -323,6 +323,7 @@ def test_bad_tracker_settings_are_named_in_one_line(
         assert f"pip install 'seqlab[{package}]'" in message
 
 
+@pytest.mark.slow
 def test_an_unreachable_server_ends_the_run_in_one_line_before_training(
     tmp_path: Path, data_dir: Path, tracker_env: None
 ) -> None:

@@ -173,6 +173,7 @@ def cli(module: str, *args: str, data_dir: Path, cwd: Path) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow
 def test_cli_trains_and_reports_config_errors_in_one_line(data_dir, tmp_path):
     ok = cli(
         "seqlab.train",

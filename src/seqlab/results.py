@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -142,26 +143,28 @@ def find_runs(path: str | Path) -> list[Path]:
 
 def flat_config(run_dir: Path) -> dict[str, Any]:
     """A run's composed config (`.hydra/config.yaml`) as dotted keys -> values, `hydra` and `paths` left
-    out; an interpolation that resolves only inside Hydra (a run name, say) is kept as written."""
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    out. A value that only points at another key (`shuffle_seed: ${seed}`) reads as that key's value;
+    one made by a resolver (`${run_id:}`, `${hydra:...}`) is kept as written, so what a run dir says
+    does not depend on the process that reads it."""
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
-        for key in node:
+        for key, value in node.items():
             name = f"{prefix}.{key}" if prefix else str(key)
-            if name in ("hydra", "paths"):
-                continue
-            try:
-                value = node[key]
-            except Exception:  # e.g. ${run_id:}: Hydra's resolvers are not registered here
-                value = OmegaConf.to_container(node, resolve=False)[key]
-            if OmegaConf.is_dict(value):
+            if isinstance(value, dict):
                 walk(value, name)
             else:
-                flat[name] = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
+                flat[name] = value
 
-    walk(cfg, "")
-    return flat
+    walk(OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False), "")
+
+    def pointed(value: Any, seen: int = 0) -> Any:
+        target = re.fullmatch(r"\$\{([\w.]+)\}", value) if isinstance(value, str) else None
+        if target is None or seen > 10 or target.group(1) not in flat:
+            return value
+        return pointed(flat[target.group(1)], seen + 1)
+
+    return {name: pointed(value) for name, value in flat.items() if not name.startswith(("hydra.", "paths."))}
 
 
 def run_record(run_dir: Path, root: Path) -> dict[str, Any]:
