@@ -35,6 +35,8 @@ from seqlab.build import (
 from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.compat import StopTraining, quiet_library_notices
 from seqlab.errors import ConfigError, DataError
+from seqlab.models.eval_time import eval_time_metrics
+from seqlab.models.language_model import LanguageModelNet
 from seqlab.resources import OutOfMemoryReport, check_batches_fit, out_of_memory_reported
 from seqlab.restore import check_state_fits, restore_from_checkpoint
 from seqlab.results import read_history
@@ -264,11 +266,21 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_cfg, datamodule, task = restore_from_checkpoint(
         cfg.ckpt_path, cfg.paths.data_dir, cfg.get("trusted_packages") or ()
     )
+    options = {k: OmegaConf.to_container(cfg[k]) for k in ("cache", "dynamic_eval") if cfg.get(k) is not None}
+    if options and not (isinstance(task.net, LanguageModelNet) and hasattr(datamodule, "ids")):
+        raise ConfigError(
+            f"{' and '.join(options)}: cache and dynamic_eval apply to word-level language models; "
+            f"ckpt_path holds a {type(task).__name__}"
+        )
     trainer = instantiate(cfg.trainer, "trainer", logger=False)
     metrics: dict[str, float] = {}
     for split in cfg.splits:
         run = trainer.validate if split == "val" else trainer.test
         metrics |= to_floats(run(task, datamodule)[0])
+    if options:  # on one stream per split, in order; settings chosen on val (models/eval_time.py)
+        datamodule.setup("test")
+        streams = {split: datamodule.ids[split].to(task.device) for split in ("val", "test")}
+        metrics |= eval_time_metrics(task.net, streams, options.get("cache"), options.get("dynamic_eval"))
     log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))
     return metrics
 
