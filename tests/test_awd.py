@@ -5,16 +5,18 @@ from __future__ import annotations
 import random
 import signal
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from seqlab import pipeline
+from seqlab import pipeline, restore
 from seqlab.data.ptb import VariableWindows
 from seqlab.models import AWDLanguageModelNet, LockedDropout, WeightDropLSTM
 from seqlab.optimization import NTASGD
+from seqlab.results import read_history
 from seqlab.tasks import AWDLanguageModel
 from tests.helpers import metrics_of, train_cli
 
@@ -189,3 +191,42 @@ def test_ntasgd_survives_a_signal_mid_epoch_and_resumes_exactly(tmp_path, data_d
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     picked = {k: v for k, v in straight.items() if k.startswith(("val/", "test/"))}
     assert {k: metrics_of(run_dir)[k] for k in picked} == pytest.approx(picked, rel=1e-5, abs=1e-6)
+
+
+def test_validation_checkpoints_and_test_use_the_averaged_weights_once_nt_asgd_averages(make_cfg, tmp_path):
+    """From the first validation on (start_at=0) epoch 1 averages: its validation, its checkpoint's
+    weights and the final test read the averages; the iterates training goes on from are kept beside."""
+    from seqlab.tasks.awd import RAW_WEIGHTS
+
+    cfg = make_cfg(*TINY_AWD, "optimizer.start_at=0", "debug=limit", output_dir=tmp_path / "run")
+    _, metrics = pipeline.train(cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    states = checkpoint["optimizer_states"][0]["state"]
+    _, _, task = restore.restore_from_checkpoint(last)
+    names = [name for name, _ in task.named_parameters()]  # the optimizer's order
+    averaged = [(i, name) for i, name in enumerate(names) if "average" in states.get(i, {})]
+    assert len(averaged) == len(names), "NT-ASGD averages every weight from epoch 1 on"
+    for index, name in averaged:
+        assert torch.equal(checkpoint["state_dict"][name], states[index]["average"])
+    assert any(not torch.equal(checkpoint["state_dict"][n], checkpoint[RAW_WEIGHTS][n]) for _, n in averaged)
+    iterates = dict(checkpoint, state_dict=checkpoint["state_dict"] | checkpoint[RAW_WEIGHTS])
+    torch.save(iterates, tmp_path / "iterates.ckpt")
+    limits = ["++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2"]  # as debug=limit ran them
+
+    def scored(path: Path) -> dict[str, float]:
+        eval_cfg = make_cfg(
+            f"ckpt_path={path}",
+            "splits=[val,test]",
+            *limits,
+            config_name="eval",
+            output_dir=tmp_path / path.stem,
+        )
+        return pipeline.evaluate(eval_cfg)
+
+    on_averages, on_iterates = scored(last), scored(tmp_path / "iterates.ckpt")
+    logged = read_history(tmp_path / "run" / "history.csv")[-1]["val/loss"]
+    # epoch 1's validation read the averages, not the iterates, and so did the final test
+    assert abs(logged - on_averages["val/loss"]) < abs(logged - on_iterates["val/loss"])
+    test = metrics["test/loss"]
+    assert abs(test - on_averages["test/loss"]) < abs(test - on_iterates["test/loss"])

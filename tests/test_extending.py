@@ -1,6 +1,7 @@
 """A project built on seqlab: its own configs (SEQLAB_CONFIG_PATH, --config-dir), its own cells registered
 by name, its own code named by `_target_`, and the trust a checkpoint's config needs before a tool builds it."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,27 @@ def test_an_unknown_experiment_is_one_line_naming_the_folders_and_the_config_pat
     assert typo.stderr.strip().splitlines()[-1] == (
         f"error: experiment=my_lstn: no my_lstn.yaml in {CONF_DIR}/experiment, {user_conf}/experiment"
     )
+
+
+def test_several_config_folders_local_site_settings_and_the_cache_dir_come_from_the_environment(
+    make_cfg, tmp_path, monkeypatch
+):
+    """SEQLAB_CONFIG_PATH with two folders: an experiment from each, site settings from `local/` in a
+    user's folder (the SLURM launcher reads local/slurm.yaml), and $SEQLAB_CACHE_DIR for derived data."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    (first / "experiment").mkdir(parents=True)
+    (first / "experiment" / "from_first.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /data: mnist\nmodel:\n  net:\n    hidden_dim: 11\n"
+    )
+    (second / "experiment").mkdir(parents=True)
+    (second / "experiment" / "from_second.yaml").write_text(
+        "# @package _global_\nmodel:\n  net:\n    hidden_dim: 22\n"
+    )
+    (second / "local").mkdir()
+    (second / "local" / "slurm.yaml").write_text("partition: our_gpus\n")
+    monkeypatch.setenv("SEQLAB_CONFIG_PATH", os.pathsep.join([str(first), str(second)]))
+    monkeypatch.setenv("SEQLAB_CACHE_DIR", str(tmp_path / "cache"))
+    assert make_cfg("experiment=from_first").model.net.hidden_dim == 11
+    cfg = make_cfg("experiment=from_second", "hydra/launcher=slurm")
+    assert cfg.model.net.hidden_dim == 22 and cfg.hydra.launcher.partition == "our_gpus"
+    assert cfg.paths.cache_dir == str(tmp_path / "cache")

@@ -75,6 +75,38 @@ def test_bytes_that_are_not_text_are_refused(tmp_path, raw):
         decode_utf8(raw, tmp_path / "reviews.txt")
 
 
+def test_text_with_a_few_bad_bytes_is_read_with_them_replaced_and_one_warning(tmp_path, caplog):
+    """The tolerant side of the threshold: a review file from an editor that slipped a few Latin-1 bytes
+    in, or one NUL, reads (bad bytes as U+FFFD), with one warning counting them."""
+    raw = ("a fine film, r\u00e9ally\n" * 50).encode("utf-8") + b"caf\xe9 \xff\x00 end\n"
+    with caplog.at_level(logging.WARNING):
+        text = decode_utf8(raw, tmp_path / "reviews.txt")
+    assert text.endswith("caf\ufffd \ufffd\x00 end\n") and text.count("r\u00e9ally") == 50
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning == f"{tmp_path / 'reviews.txt'}: 2 invalid UTF-8 byte sequence(s) replaced with U+FFFD"
+
+
+def test_resume_without_last_ckpt_takes_the_newest_intact_of_several(tmp_path, caplog):
+    """Several checkpoints beside a missing last.ckpt: the newest that reads, not the first found."""
+    import os
+
+    from seqlab.rundir.resume import intact_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for age, name in enumerate(["epoch_003.ckpt", "epoch_002.ckpt", "epoch_001.ckpt", "epoch_000.ckpt"]):
+        path = folder / name
+        if name == "epoch_003.ckpt":
+            path.write_bytes(b"cut short")  # the newest, damaged
+        else:
+            torch.save({"state_dict": {}, "seqlab": {"epoch": name}}, path)
+        os.utime(path, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    with caplog.at_level(logging.WARNING):
+        chosen, checkpoint = intact_checkpoint(folder / "last.ckpt")
+    assert chosen.name == "epoch_002.ckpt" and checkpoint["seqlab"]["epoch"] == "epoch_002.ckpt"
+    assert (folder / "epoch_003.ckpt").read_bytes() == b"cut short"  # kept, not deleted
+
+
 @pytest.mark.slow
 def test_predict_refuses_a_binary_file_in_one_line(tmp_path):
     binary = tmp_path / "photo.jpg"

@@ -363,3 +363,28 @@ def test_a_checkpoint_written_before_the_models_and_optimizers_were_renamed_rest
         )
 
     assert evaluate(tmp_path / "old.ckpt") == evaluate(ckpt)
+
+
+def test_copy_accuracy_counts_only_the_recalled_symbols_not_the_blanks():
+    """A net that answers blank everywhere is right on most steps of copy memory and recalls nothing:
+    its accuracy is 0, and one that also gets 2 of the 4 symbols right scores 0.5."""
+    from seqlab.tasks import StepClassifier
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, answer: torch.Tensor) -> None:
+            super().__init__()
+            self.answer, self.weight = answer, torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, mask=None):
+            return torch.nn.functional.one_hot(self.answer, 5).float() + 0 * self.weight
+
+    targets = torch.tensor([[0, 0, 0, 0, 0, 0, 3, 1, 4, 2]])  # blanks, then the 4 symbols to recall
+    blanks = torch.zeros_like(targets)
+    task = StepClassifier(Fixed(blanks), blank_id=0)
+    losses = task._losses((torch.zeros(1, 10, 5), targets))
+    assert losses["acc"] == (0.0, 4)
+    half = blanks.clone()
+    half[0, 6:8] = targets[0, 6:8]
+    task = StepClassifier(Fixed(half), blank_id=0)
+    correct, count = task._losses((torch.zeros(1, 10, 5), targets))["acc"]
+    assert correct / count == 0.5

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -150,3 +151,56 @@ def test_a_search_is_not_run_by_the_parallel_launcher(tmp_path, data_dir):
     result = run_sweep(["hparams_search=mnist_optuna", *TINY_MNIST, *parallel(2)], tmp_path / "s", data_dir)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "error: hydra/launcher=parallel runs a sweep's jobs side by side, but " in result.stderr
+
+
+def test_n_jobs_null_runs_one_job_a_core_and_splits_the_cores_among_the_jobs_at_once():
+    from seqlab.sweeps.parallel_launcher import plan
+
+    assert plan(None, total=10, cores=4) == (4, 1)  # null: one job a core
+    assert plan(None, total=2, cores=8) == (2, 4)  # fewer jobs than cores: the cores shared out
+    assert plan(3, total=10, cores=8) == (3, 2)
+
+
+def test_a_jobs_data_loader_workers_are_capped_at_its_share_of_the_cores(monkeypatch, capsys):
+    import torch
+    from omegaconf import OmegaConf
+
+    from seqlab.sweeps.parallel_launcher import share_cores
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)
+    config = OmegaConf.create({"data": {"num_workers": 8}})
+    OmegaConf.set_struct(config, True)
+    share_cores(config, threads=2)
+    assert config.data.num_workers == 2 and os.environ["OMP_NUM_THREADS"] == "2"
+    assert "data.num_workers=8 lowered to 2" in capsys.readouterr().err
+    config = OmegaConf.create({"data": {"num_workers": 1}})
+    share_cores(config, threads=2)
+    assert config.data.num_workers == 1  # within its share: left alone
+
+
+def test_a_job_process_ends_with_its_sweep_even_when_the_sweep_is_killed_outright(tmp_path):
+    """PR_SET_PDEATHSIG: a parent killed by SIGKILL (no handler runs) still takes its job down by SIGTERM."""
+    code = (
+        "import os, signal, sys, time\n"
+        "from seqlab.sweeps.parallel_launcher import end_with_parent\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    end_with_parent()\n"
+        "    signal.signal(signal.SIGTERM, lambda *a: (open(sys.argv[1], 'w').write('SIGTERM'), os._exit(0)))\n"
+        "    open(sys.argv[1] + '.ready', 'w').close()\n"
+        "    time.sleep(60)\n"
+        "    os._exit(1)\n"
+        "time.sleep(60)\n"
+    )
+    marker = tmp_path / "child"
+    parent = subprocess.Popen([sys.executable, "-c", code, str(marker)])
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "child.ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    parent.kill()
+    parent.wait()
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "SIGTERM"

@@ -72,3 +72,30 @@ def test_a_failed_job_submitted_again_reads_pending_and_one_that_just_failed_rea
     os.utime(submitted / "0" / "error.json", (old, old))  # failed a minute before its resubmission
     monkeypatch.setattr(queue, "queue_states", lambda ids: {"5_0": "PENDING", "5_1": "RUNNING"})
     assert [s for _, s, _ in statuses(submitted)][:2] == ["pending", "failed"]
+
+
+def test_wait_false_with_a_search_is_refused_in_one_line_before_anything_is_submitted(tmp_path, monkeypatch):
+    """A search needs each trial's result before it draws the next: submitting and returning would leave
+    it nothing to learn from. The launcher refuses before submitting (or making the sweep dir)."""
+    from omegaconf import OmegaConf
+
+    from seqlab.sweeps.slurm_launcher import SlurmLauncher
+
+    launcher = SlurmLauncher(wait=False, submitit_folder=str(tmp_path / ".submitit"))
+    launcher.config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {"_target_": "hydra_plugins.seqlab_optuna.OptunaSweeper"},
+                "sweep": {"dir": str(tmp_path / "s")},
+            }
+        }
+    )
+    submitted = []
+    monkeypatch.setattr(SlurmLauncher, "submit", lambda *a, **k: submitted.append(a), raising=False)
+    with pytest.raises(SystemExit) as ended:
+        launcher.launch([["seed=0"]], 0)
+    assert str(ended.value).startswith(
+        "error: hydra.launcher.wait=false submits the jobs and returns, but the sweeper"
+    )
+    assert "leave wait=true (the default) for a search" in str(ended.value)
+    assert not submitted and not (tmp_path / "s").exists()

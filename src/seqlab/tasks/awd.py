@@ -104,17 +104,24 @@ class AWDLanguageModel(LanguageModel):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        if not self._swapped:
+        optimizer = self._ntasgd()
+        if not self._swapped and (optimizer is None or not optimizer.averaging):
             return
-        # Saved during validation, the averages in the model and the iterates in the optimizer's state:
-        # the checkpoint keeps the averages as its weights (what evaluation reads), the iterates beside
-        # them, and the optimizer's averages where they belong (its state holds live tensors: copied).
+        # Once NT-ASGD averages, every checkpoint keeps the averages as its weights (what evaluation reads),
+        # the iterates beside them (what training goes on from) and the optimizer's averages in its state.
+        # Saved during validation the model holds the averages and the optimizer's state the iterates;
+        # saved elsewhere (last.ckpt at the epoch's end, a stop signal) it is the other way round. The
+        # optimizer's state holds live tensors: copied.
         states = checkpoint["optimizer_states"][0]["state"]
         raw = {}
         for index, (name, _) in enumerate(self.named_parameters()):  # the optimizer's order
-            if "average" in states.get(index, {}):
-                raw[name] = states[index]["average"].detach().clone()
-                states[index] = {**states[index], "average": checkpoint["state_dict"][name].detach().clone()}
+            if "average" not in states.get(index, {}):
+                continue
+            model, optimizer_held = checkpoint["state_dict"][name], states[index]["average"]
+            average, iterate = (model, optimizer_held) if self._swapped else (optimizer_held, model)
+            raw[name] = iterate.detach().clone()
+            checkpoint["state_dict"][name] = average.detach().clone()
+            states[index] = {**states[index], "average": average.detach().clone()}
         checkpoint[RAW_WEIGHTS] = raw
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
