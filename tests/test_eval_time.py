@@ -147,3 +147,11 @@ def test_the_cache_on_a_classifier_is_refused_in_one_line(make_cfg, tmp_path):
     ckpt = tmp_path / "mnist" / "checkpoints" / "last.ckpt"
     with pytest.raises(ConfigError, match=r"cache and dynamic_eval apply to word-level language models"):
         pipeline.evaluate(make_cfg(f"ckpt_path={ckpt}", "cache={window: 5}", config_name="eval"))
+
+
+def test_an_eval_time_option_that_is_not_a_mapping_is_one_line(make_cfg, tmp_path):
+    ckpt = ptb_run(make_cfg, tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"cache=5: give its settings as a mapping, e.g. 'cache=\{window: 500"
+    ):
+        pipeline.evaluate(make_cfg(f"ckpt_path={ckpt}", "cache=5", config_name="eval"))

@@ -116,3 +116,11 @@ def test_the_notebook_runs_under_a_real_jupyter_kernel(tmp_path):
     assert sorted(runs["run"]) == ["cells/0", "cells/1", "cells/2", "hidden/32", "hidden/64", "single"]
     assert (runs["status"] == "done").all()
     assert any(o.get("output_type") == "display_data" for o in notebook.cells[-1].outputs)  # the figure
+
+
+def test_a_run_with_damaged_config_records_is_named_and_the_others_still_read(tree):
+    (tree / "sweeps" / "cells" / "1" / ".hydra" / "config.yaml").write_text("model: [unclosed\n")
+    frame = seqlab.runs(tree / "sweeps" / "cells")
+    damaged = frame[frame["run"] == "1"].iloc[0]
+    assert damaged["status"] == "failed" and "unreadable config records" in damaged["error"]
+    assert list(frame[frame["run"] != "1"]["status"]) == ["done", "failed"]

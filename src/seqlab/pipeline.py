@@ -266,7 +266,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_cfg, datamodule, task = restore_from_checkpoint(
         cfg.ckpt_path, cfg.paths.data_dir, cfg.get("trusted_packages") or ()
     )
-    options = {k: OmegaConf.to_container(cfg[k]) for k in ("cache", "dynamic_eval") if cfg.get(k) is not None}
+    options = {
+        k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in ("cache", "dynamic_eval")
+        if cfg.get(k) is not None
+    }
     if options and not (isinstance(task.net, LanguageModelNet) and hasattr(datamodule, "ids")):
         raise ConfigError(
             f"{' and '.join(options)}: cache and dynamic_eval apply to word-level language models; "

@@ -54,9 +54,20 @@ def read_run(job_dir: Path) -> dict[str, Any]:
     incomplete; `seqlab.sweeps.queue.with_queue` adds pending), final metrics, best epoch, error. Running:
     claimed by a live process. Interrupted: no metrics but a last.ckpt, and no error other than a stop
     signal (a SIGKILL leaves none)."""
-    cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    try:
+        cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+        overrides_file = job_dir / ".hydra" / "overrides.yaml"
+        overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    except Exception as err:  # a record cut short or edited by hand: named, the other runs still read
+        return {
+            "job": job_dir.name,
+            "overrides": [],
+            "metric": None,
+            "history": [],
+            "epochs": 0,
+            "status": "failed",
+            "error": f"{job_dir / '.hydra'}: unreadable config records ({err})",
+        }
     metric, mode = cfg.get("optimized_metric"), cfg.get("optimized_mode", "max")
     history = read_history(job_dir / "history.csv")
     row: dict[str, Any] = {
@@ -181,7 +192,10 @@ def run_record(run_dir: Path, root: Path) -> dict[str, Any]:
         "error": row.get("error"),
         "path": str(run_dir),
     }
-    return record | flat_config(run_dir)
+    try:
+        return record | flat_config(run_dir)
+    except Exception:  # already named in `error` by read_run
+        return record
 
 
 def runs(path: str | Path) -> Any:

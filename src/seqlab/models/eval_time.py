@@ -118,7 +118,10 @@ CACHE = {"window": 500, "theta": [0.5, 1.0], "lambda": [0.05, 0.1, 0.2]}  # AWD-
 DYNAMIC = {"lr": [0.003, 0.01, 0.03], "decay": [0.0, 0.01], "segment": 5}
 
 
-def settings(name: str, given: Mapping[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def settings(name: str, given: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(given, Mapping):
+        example = ", ".join(f"{k}: {v}" for k, v in defaults.items())
+        raise ConfigError(f"{name}={given!r}: give its settings as a mapping, e.g. '{name}={{{example}}}'")
     unknown = [k for k in given if k not in defaults]
     if unknown:
         raise ConfigError(f"{name}: unknown key {unknown[0]}; its keys: {', '.join(defaults)}")
