@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -66,3 +67,54 @@ def test_the_tests_table_lists_every_test_module():
     assert listed <= present, (
         f"docs/development.md's tests table names missing files {sorted(listed - present)}"
     )
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The modules a file imports when it loads (imports inside functions, made when used, left out)."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def unit_of(module: str) -> str:
+    """seqlab.models.lru -> models; seqlab.pipeline -> pipeline: the package or top-level module."""
+    return module.split(".")[1]
+
+
+def test_imports_point_one_way_models_and_data_know_nothing_above_them():
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        if "conf" in path.parts:
+            continue
+        module = ".".join(path.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__")
+        imports = top_level_imports(path)
+        if module.startswith(("seqlab.models", "seqlab.data")):
+            heavy = {i for i in imports if i.split(".")[0] in ("lightning", "hydra", "omegaconf")}
+            if module.startswith("seqlab.models"):
+                assert not heavy, f"{module} imports {heavy}: models are plain nn.Modules"
+            above = {i for i in imports if i.startswith(("seqlab.models", "seqlab.tasks", "seqlab.pipeline"))}
+            assert module.startswith("seqlab.models") or not above, f"{module} imports {above}"
+        if module != "seqlab":
+            units = {unit_of(i) for i in imports if i.startswith("seqlab.")} - {unit_of(module)}
+            graph.setdefault(unit_of(module), set()).update(units)
+    visiting, done = set(), set()
+
+    def visit(
+        unit: str, trail: list[str]
+    ) -> None:  # depth-first: a unit met again on its own trail is a cycle
+        assert unit not in visiting, f"import cycle: {' -> '.join([*trail, unit])}"
+        if unit in done:
+            return
+        visiting.add(unit)
+        for other in sorted(graph.get(unit, ())):
+            visit(other, [*trail, unit])
+        visiting.discard(unit)
+        done.add(unit)
+
+    for unit in sorted(graph):
+        visit(unit, [])

@@ -5,6 +5,8 @@ Optuna trial's pruning from its validation metric."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from fnmatch import fnmatch
 from typing import Any
 
@@ -150,6 +152,20 @@ class NonFiniteLossGuard(L.Callback):
         )
 
 
+_current_trial: Any = None  # the Optuna trial whose job runs in this process
+
+
+@contextlib.contextmanager
+def trial_of_this_process(trial: Any) -> Iterator[None]:
+    """Set by the Optuna sweeper around a trial's job, which runs in its process: OptunaPruning reports to it."""
+    global _current_trial
+    _current_trial = trial
+    try:
+        yield
+    finally:
+        _current_trial = None
+
+
 class OptunaPruning(L.Callback):
     """Report `monitor` to the running Optuna trial after each validation; raise TrialPruned when told to."""
 
@@ -157,9 +173,7 @@ class OptunaPruning(L.Callback):
         self.monitor = monitor
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from seqlab.sweeps.optuna_search import current_trial  # set by the sweeper in this trial's process
-
-        trial = current_trial()
+        trial = _current_trial
         if trial is None or trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         import optuna

@@ -31,12 +31,6 @@ from seqlab.results import RETRIED_FILE
 
 log = logging.getLogger(__name__)
 
-_current_trial: Any = None  # the trial whose job runs in this process, for OptunaPruning
-
-
-def current_trial() -> Any:
-    return _current_trial
-
 
 def suggest(trial: Any, key: str, spec: str) -> Any:
     """One override value sampled from a Hydra sweep expression: choice(...), range(...), [tag(log,)] interval(...)."""
@@ -108,9 +102,10 @@ class OptunaSweeper(Sweeper):
         return optuna.create_study(**where, sampler=sampler, pruner=pruner)
 
     def sweep(self, arguments: list[str]) -> Any:
-        global _current_trial
         import optuna
         from optuna.trial import TrialState
+
+        from seqlab.callbacks.monitors import trial_of_this_process  # Lightning: loaded when a search runs
 
         if not self.params:
             raise ConfigError(
@@ -139,11 +134,8 @@ class OptunaSweeper(Sweeper):
             if retried:  # its summary row gives way to the retry's: a retried trial is listed once
                 write_text_atomic(sweep_dir / str(retried.pop(0)) / RETRIED_FILE, f"{trial.number}\n")
             overrides = [*arguments] + [f"{k}={suggest(trial, k, str(v))}" for k, v in self.params.items()]
-            _current_trial = trial
-            try:
+            with trial_of_this_process(trial):  # what OptunaPruning reports to
                 result = self.launcher.launch([overrides], initial_job_idx=trial.number)[0]
-            finally:
-                _current_trial = None
             value = job_error(result)
             if isinstance(value, optuna.TrialPruned):
                 study.tell(trial, state=TrialState.PRUNED)
