@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 CACHE = "cache={window: 500, theta: [0.3, 0.6, 1.0], lambda: [0.05, 0.1, 0.15, 0.2]}"
-DYNAMIC = "dynamic_eval={lr: [0.003, 0.01, 0.03], decay: [0.0, 0.01], segment: 5}"
+DYNAMIC = "dynamic_eval={lr: [0.03, 0.1, 0.3], decay: [0.0], segment: 5}"
 
 
 def evaluate(run_dir: Path, out: Path) -> None:
