@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,10 +86,14 @@ def test_dynamic_evaluation_scores_each_segment_then_steps_towards_it_and_back_t
     assert dynamic_nll(net, stream, lr=1e-12, decay=0.0, segment=segment) == pytest.approx(static, rel=1e-5)
 
 
-def ptb_run(make_cfg, tmp_path):
-    cfg = make_cfg("experiment=ptb_lab", "debug=limit", output_dir=tmp_path / "lm")
-    pipeline.train(cfg)
-    return tmp_path / "lm" / "checkpoints" / "last.ckpt"
+_trained: dict[str, Path] = {}  # one tiny language model for this module's tests (eval never changes it)
+
+
+def ptb_run(make_cfg, tmp_path) -> Path:
+    if "ckpt" not in _trained:
+        pipeline.train(make_cfg("experiment=ptb_lab", "debug=limit", output_dir=tmp_path / "lm"))
+        _trained["ckpt"] = tmp_path / "lm" / "checkpoints" / "last.ckpt"
+    return _trained["ckpt"]
 
 
 def test_eval_reports_the_cache_and_dynamic_evaluation_chosen_on_validation_beside_the_static_ppl(
