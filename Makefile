@@ -31,11 +31,11 @@ dev: $(VENV)/.dev
 train: install
 	$(PY) -m seqlab.train experiment=$(EXPERIMENT) $(ARGS)
 
-## The fast test suite (CPU, about 4 minutes on 2 cores). `make test ARGS="-m slow"` runs the slow tests.
+## The fast test suite (CPU, under 4 minutes on 2 idle cores). `make test ARGS="-m slow"` runs the slow tests.
 test: dev
 	$(PY) -m pytest -q $(ARGS)
 
-## Every test, fast and slow (what CI runs; about 45 minutes on 2 cores).
+## Every test, fast and slow (what CI runs; about 45 to 55 minutes on 2 cores).
 test-all: dev
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
 
