@@ -193,6 +193,7 @@ def test_ntasgd_survives_a_signal_mid_epoch_and_resumes_exactly(tmp_path, data_d
     assert {k: metrics_of(run_dir)[k] for k in picked} == pytest.approx(picked, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_validation_checkpoints_and_test_use_the_averaged_weights_once_nt_asgd_averages(make_cfg, tmp_path):
     """From the first validation on (start_at=0) epoch 1 averages: its validation, its checkpoint's
     weights and the final test read the averages; the iterates training goes on from are kept beside."""

@@ -96,6 +96,7 @@ def ptb_run(make_cfg, tmp_path) -> Path:
     return _trained["ckpt"]
 
 
+@pytest.mark.slow
 def test_eval_reports_the_cache_and_dynamic_evaluation_chosen_on_validation_beside_the_static_ppl(
     make_cfg, tmp_path
 ):
