@@ -48,10 +48,10 @@ def check_state_fits(task: TaskModule, state_dict: dict[str, torch.Tensor], sour
         if k in own and v.shape != own[k].shape
     ]
     if problems:
-        shown = "\n  ".join(problems[:12]) + ("\n  ..." if len(problems) > 12 else "")
+        shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
         raise ConfigError(
-            f"{source} does not fit the model config:\n  {shown}\n"
-            "Use the model settings the checkpoint was trained with (its .hydra/config.yaml), or another checkpoint."
+            f"{source} does not fit the model config ({shown}): use the model settings the checkpoint was "
+            "trained with (its .hydra/config.yaml), or another checkpoint"
         )
 
 
