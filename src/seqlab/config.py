@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,17 @@ if not OmegaConf.has_resolver("run_id"):  # cached: one name per config, also ac
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
 if not OmegaConf.has_resolver("range_list"):  # e.g. LR milestones: ${range_list:6,39} -> [6, ..., 38]
     OmegaConf.register_new_resolver("range_list", lambda start, stop: list(range(int(start), int(stop))))
+
+
+def flatten(node: Any, sep: str = "/", prefix: str = "") -> dict[str, Any]:
+    """Nested mappings (dicts, DictConfigs) as one level, keys joined by `sep` ({"a": {"b": 1}} ->
+    {"a/b": 1}); any other value, lists included, is a leaf."""
+    if not isinstance(node, Mapping):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat |= flatten(value, sep, f"{prefix}{sep}{key}" if prefix else str(key))
+    return flat
 
 
 def iter_targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:

@@ -34,6 +34,7 @@ from seqlab.build import (
 )
 from seqlab.callbacks.preemption import SignalCheckpoint
 from seqlab.compat import StopTraining, quiet_library_notices
+from seqlab.config import flatten
 from seqlab.errors import ConfigError, DataError
 from seqlab.models.eval_time import eval_time_metrics
 from seqlab.models.language_model import LanguageModelNet
@@ -121,7 +122,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     check_batches_fit(task.batch_memory(cfg.data), trainer.strategy.root_device)
     accept_config_records()  # everything checked: this start's config records stand
     for logger in trainer.loggers:
-        logger.log_hyperparams(flatten(task.run_info["config"]))
+        logger.log_hyperparams(hparams(task.run_info["config"]))
 
     start = time.perf_counter()
     with distributed_job(), out_of_memory_reported(out_of_memory), signals_held(trainer):
@@ -134,7 +135,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
             metrics |= score_best_checkpoint(trainer, task, datamodule, test=cfg.get("test", True))
         metrics["wall_time_s"] = time.perf_counter() - start
         if trainer.is_global_zero:
-            log_final_hparams(trainer, flatten(task.run_info["config"]), metrics)
+            log_final_hparams(trainer, hparams(task.run_info["config"]), metrics)
             log.info("Metrics written to %s", write_metrics(metrics, cfg.paths.output_dir))
             write_machine(cfg.paths.output_dir)
             log_outcome(trainer.loggers, metrics, best_checkpoint(trainer), trainer.global_step)
@@ -289,13 +290,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> {"a/b": scalar} for TensorBoard's HParams tab."""
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for k, v in node.items():
-            out |= flatten(v, f"{prefix}/{k}" if prefix else str(k))
-        return out
-    if isinstance(node, list):
-        return {prefix: str(node)}
-    return {prefix: node}
+def hparams(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's config as TensorBoard's HParams tab takes it: {"a/b": value}, lists as their text."""
+    return {k: str(v) if isinstance(v, list) else v for k, v in flatten(config).items()}

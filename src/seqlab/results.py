@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from seqlab.config import flatten
 from seqlab.errors import DataError
 from seqlab.rundir.claims import held_by_another_live_process
 from seqlab.rundir.records import STOPPED, last_checkpoint, read_error, read_metrics
@@ -34,9 +35,14 @@ def read_history(path: str | Path) -> list[dict[str, float]]:
 def run_dirs(sweep_dir: Path) -> list[Path]:
     """Job dirs (those with a `.hydra/config.yaml`), in job-number order; a job another one retried
     (`RETRIED_FILE` names it) is left out."""
-    dirs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml")]
-    dirs = [d for d in dirs if not (d / RETRIED_FILE).is_file()]
-    return sorted(dirs, key=lambda d: job_order(d.name))
+    return in_run_order([p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml")], sweep_dir)
+
+
+def in_run_order(dirs: list[Path], root: Path) -> list[Path]:
+    """Run dirs below `root` by path, jobs by number at every level; a job another one retried (its
+    `RETRIED_FILE` names the retry) left out."""
+    kept = [d for d in dirs if not (d / RETRIED_FILE).is_file()]
+    return sorted(kept, key=lambda d: [job_order(part) for part in d.relative_to(root).parts])
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str]:
@@ -147,9 +153,7 @@ def find_runs(path: str | Path) -> list[Path]:
         raise DataError(f"{path}: no such directory; give a run dir, a sweep dir or an outputs folder")
     if (path / ".hydra" / "config.yaml").is_file():
         return [path]
-    found = [p.parent.parent for p in path.rglob(".hydra/config.yaml")]
-    found = [d for d in found if not (d / RETRIED_FILE).is_file()]
-    return sorted(found, key=lambda d: [job_order(part) for part in d.relative_to(path).parts])
+    return in_run_order([p.parent.parent for p in path.rglob(".hydra/config.yaml")], path)
 
 
 def flat_config(run_dir: Path) -> dict[str, Any]:
@@ -157,17 +161,8 @@ def flat_config(run_dir: Path) -> dict[str, Any]:
     out. A value that only points at another key (`shuffle_seed: ${seed}`) reads as that key's value;
     one made by a resolver (`${run_id:}`, `${hydra:...}`) is kept as written, so what a run dir says
     does not depend on the process that reads it."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        for key, value in node.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, dict):
-                walk(value, name)
-            else:
-                flat[name] = value
-
-    walk(OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False), "")
+    stored = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    flat = flatten(OmegaConf.to_container(stored, resolve=False), ".")
 
     def pointed(value: Any, seen: int = 0) -> Any:
         target = re.fullmatch(r"\$\{([\w.]+)\}", value) if isinstance(value, str) else None

@@ -28,12 +28,8 @@ def stream_chunks(net: LanguageModelNet, ids: Tensor, chunk: int) -> Iterator[tu
         targets = ids[start + 1 : start + 1 + chunk]
         inputs = inputs[: len(targets)]
         features, state = net.features(inputs[None], state)  # (1, T, H)
-        features = features[0]
-        if net.softmax == "adaptive":
-            log_probs = net.decoder.log_prob(features)
-        else:
-            log_probs = net.decoder(features).log_softmax(-1)
-        yield features, log_probs, targets
+        features, scores = features[0], net.decode(features[0])
+        yield features, scores if net.softmax == "adaptive" else scores.log_softmax(-1), targets
 
 
 @torch.no_grad()

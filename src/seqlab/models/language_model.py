@@ -90,9 +90,13 @@ class LanguageModelNet(nn.Module):
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """ids (B, T) -> logits (B, T, vocab), final state (adaptive: log-probabilities, valid logits)."""
         out, state = self.features(ids, state)
+        return self.decode(out), state
+
+    def decode(self, features: Tensor) -> Tensor:
+        """features (..., hidden) -> logits (..., vocab); under the adaptive softmax, log-probabilities."""
         if self.softmax == "adaptive":
-            return self.decoder.log_prob(out.flatten(0, 1)).view(*out.shape[:2], -1), state
-        return self.decoder(out), state
+            return self.decoder.log_prob(features.flatten(0, -2)).view(*features.shape[:-1], -1)
+        return self.decoder(features)
 
     def target_nll(self, ids: Tensor, targets: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Summed negative log-likelihood of `targets` (B, T) given `ids`, final state: the same value as

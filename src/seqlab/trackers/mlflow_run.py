@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from seqlab.config import flatten
 from seqlab.errors import ConfigError
 from seqlab.trackers.common import IDS_FILE, RUN_FILES, first_line, read_ids, record_id, require, run_label
 
@@ -73,18 +74,6 @@ def sqlite_artifacts(uri: str) -> str | None:
         return None
     database.parent.mkdir(parents=True, exist_ok=True)
     return (database.parent.absolute() / "mlartifacts").as_uri()
-
-
-def flat_params(params: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested hyperparameters (dicts, DictConfigs, a Namespace) as one level, keys joined by "/"."""
-    if isinstance(params, argparse.Namespace):
-        params = vars(params)
-    if not isinstance(params, Mapping):
-        return {prefix: params} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        flat |= flat_params(value, f"{prefix}/{key}" if prefix else str(key))
-    return flat
 
 
 class MLflowLogger(MLFlowLogger):
@@ -180,7 +169,9 @@ class MLflowLogger(MLFlowLogger):
         client = self.experiment
         earlier = client.get_run(self.run_id).data.params if self.resumed_id else {}
         fresh: dict[str, str] = {}
-        for key, value in flat_params(params).items():
+        for key, value in flatten(
+            vars(params) if isinstance(params, argparse.Namespace) else params or {}
+        ).items():
             name = re.sub(r"[^\w./\- :]", "_", str(key))[: limits.MAX_ENTITY_KEY_LENGTH]
             fresh[name] = str(value)[: limits.MAX_PARAM_VAL_LENGTH]
         new = [Param(k, v) for k, v in fresh.items() if k not in earlier]
