@@ -354,12 +354,34 @@ def test_adaptive_softmax_scores_under_bf16_autocast():
     assert mixed.dtype == torch.float32 and mixed.item() == pytest.approx(exact.item(), rel=0.05)
 
 
+def test_tied_adaptive_input_reads_each_word_as_the_vector_its_logit_is_taken_against():
+    torch.manual_seed(0)
+    settings = {"vocab_size": 50, "embed_dim": 12, "hidden_dim": 12, "softmax": "adaptive"}
+    net = LanguageModelNet(**settings, cutoffs=[5, 20], div_value=2.0, tie_weights=True)
+    untied = LanguageModelNet(**settings, cutoffs=[5, 20], div_value=2.0)
+    vectors, h, softmax = net.embedding.weight, torch.randn(12), net.decoder
+    assert vectors.shape == (50, 12)
+    assert torch.allclose(vectors[:5] @ h, softmax.head(h)[:5], atol=1e-6)  # head words: the head's rows
+    assert torch.allclose(vectors[5:20] @ h, softmax.tail[0](h), atol=1e-6)  # W1 (W0 h) = (W1 W0) h
+    assert torch.allclose(vectors[20:] @ h, softmax.tail[1](h), atol=1e-6)
+    ids = torch.tensor([[0, 7, 42], [4, 19, 20]])
+    assert torch.allclose(net.embedding(ids), vectors[ids], atol=1e-6)
+    # No weights of its own: the untied model's embedding matrix is all that is saved.
+    count = sum(p.numel() for p in net.parameters())
+    assert count == sum(p.numel() for p in untied.parameters()) - 50 * 12
+    assert not any(k.startswith("embedding.") for k in net.state_dict())
+    net.target_nll(ids, ids)[0].backward()  # the input side trains the softmax's matrices too
+    assert softmax.tail[1][1].weight.grad[42 - 20].abs().sum() > 0  # 42 is only an input here
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net.target_nll(ids, ids)[0].isfinite()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"cutoffs": [20, 5]}, "must increase strictly"),
         ({"cutoffs": [50]}, "vocabulary size 50"),
-        ({"tie_weights": True, "embed_dim": 12}, "softmax=adaptive"),
+        ({"tie_weights": True, "embed_dim": 8}, "tie_weights needs embed_dim == hidden_dim"),
         ({"div_value": 0.5}, "div_value=0.5"),
         ({"div_value": 4.0}, "leaves the last cluster no features"),
     ],

@@ -29,7 +29,10 @@ class LanguageModelNet(nn.Module):
     `softmax: adaptive` replaces the decoder by Grave et al.'s adaptive softmax (`cutoffs` split the
     vocabulary, most frequent ids first; each tail cluster sees the features through a projection
     `div_value` times smaller). It is a normalised distribution over the whole vocabulary, so perplexity
-    stays exact; training pays only for the clusters its targets fall in (`target_nll`).
+    stays exact; training pays only for the clusters its targets fall in (`target_nll`). With
+    `tie_weights`, the input embedding is then the adaptive softmax's own output vectors (`TiedAdaptiveInput`,
+    Baevski & Auli 2019's tied adaptive input): a head word reads its row of the head, a tail word its row
+    of the cluster's matrix through the cluster's projection.
     """
 
     def __init__(
@@ -51,12 +54,10 @@ class LanguageModelNet(nn.Module):
         check_choice("softmax", softmax, SOFTMAXES)
         if tie_weights and embed_dim != hidden_dim:
             raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got {embed_dim} and {hidden_dim}")
-        if tie_weights and softmax == "adaptive":
-            raise ValueError(
-                "tie_weights shares one vocab x dim matrix, which softmax=adaptive does not have"
-            )
         self.drop = nn.Dropout(dropout)
-        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        tied_adaptive = tie_weights and softmax == "adaptive"
+        if not tied_adaptive:  # drawn first, as before the tied adaptive input: same seeds, same weights
+            self.embedding: nn.Module = nn.Embedding(vocab_size, embed_dim)
         self.encoder = build_encoder(
             cell,
             input_dim=embed_dim,
@@ -72,11 +73,13 @@ class LanguageModelNet(nn.Module):
             if softmax == "adaptive"
             else nn.Linear(hidden_dim, vocab_size)
         )
-        if cell_spec(cell)[0] == "transformer":
+        if tied_adaptive:
+            self.embedding = TiedAdaptiveInput(self.decoder)
+        if cell_spec(cell)[0] == "transformer" and not tied_adaptive:
             # GPT-2's scale: N(0, 1) embeddings (PyTorch's default) swamp the positions and, when tied,
             # make the first logits ~16x too large next to the unit-variance layer-normed features.
             nn.init.normal_(self.embedding.weight, std=0.02)
-        if tie_weights:
+        if tie_weights and not tied_adaptive:
             self.decoder.weight = self.embedding.weight
         if init_range is not None:
             for p in self.parameters():
@@ -106,6 +109,40 @@ class LanguageModelNet(nn.Module):
             with torch.autocast(out.device.type, enabled=False):  # its index_copy_ mixes float and bf16
                 return -self.decoder(out.flatten(0, 1).float(), targets.flatten()).output.sum(), state
         return summed_nll(self.decoder(out), targets), state
+
+
+class TiedAdaptiveInput(nn.Module):
+    """Word vectors read from an adaptive softmax (no weights of their own): a head word's vector is its
+    row of the head; word j of tail cluster i gets W1[j] @ W0, where the cluster scores features h as
+    W1 (W0 h), so that every word's input vector is the vector its logit is taken against."""
+
+    def __init__(self, softmax: nn.AdaptiveLogSoftmaxWithLoss) -> None:
+        super().__init__()
+        self._softmax = (softmax,)  # a reference, not a submodule: its weights belong to the decoder
+        self.num_embeddings, self.embedding_dim = softmax.n_classes, softmax.in_features
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """ids (...) -> vectors (..., dim)."""
+        softmax, flat = self._softmax[0], ids.flatten()
+        vectors = softmax.head.weight.new_zeros(flat.numel(), self.embedding_dim)
+        bounds = [0, *softmax.cutoffs]
+        for cluster, (low, high) in enumerate(zip(bounds, bounds[1:], strict=False)):
+            where = ((flat >= low) & (flat < high)).nonzero().squeeze(1)
+            if where.numel() == 0:
+                continue
+            local = flat[where] - low
+            if cluster == 0:
+                found = F.embedding(local, softmax.head.weight)
+            else:
+                projection, words = softmax.tail[cluster - 1]
+                found = F.embedding(local, words.weight) @ projection.weight
+            vectors = vectors.index_copy(0, where, found.to(vectors.dtype))  # bf16 autocast: matmul
+        return vectors.view(*ids.shape, self.embedding_dim)
+
+    @property
+    def weight(self) -> Tensor:
+        """Every word's vector (vocab, dim), as nn.Embedding's `weight` (the embeddings tool reads it)."""
+        return self(torch.arange(self.num_embeddings, device=self._softmax[0].head.weight.device))
 
 
 def summed_nll(logits: Tensor, targets: Tensor) -> Tensor:
