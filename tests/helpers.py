@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -294,6 +295,7 @@ class RankRecord(L.Callback):
             "started": len(getattr(trainer.strategy.launcher, "procs", None) or []),
             "pid": os.getpid(),
             "slurm_procid": os.environ.get("SLURM_PROCID"),
+            "host": socket.gethostname(),
         }
         folder = Path(trainer.default_root_dir, "ranks")
         folder.mkdir(exist_ok=True)

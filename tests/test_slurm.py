@@ -16,6 +16,12 @@ import pytest
 
 from tests.helpers import REPO, metrics_of, read_summary, sweep_command
 
+# A cluster of several nodes (`slurm_cluster.sh start --nodes 2`) lives in network namespaces; its
+# commands run there through the wrappers its start script writes.
+SLURM_BIN = Path(os.environ.get("SEQLAB_SLURM_DIR", "/tmp/seqlab-slurm")) / "bin"
+if (SLURM_BIN / "scontrol").exists() and str(SLURM_BIN) not in os.environ["PATH"].split(os.pathsep):
+    os.environ["PATH"] = f"{SLURM_BIN}{os.pathsep}{os.environ['PATH']}"
+
 
 def slurm_answers() -> str:
     """'' when a SLURM controller answers here, else why not."""

@@ -110,16 +110,22 @@ def test_a_ddp_job_runs_its_two_ranks_as_slurm_tasks_and_matches_lightnings_own_
     assert [r["status"] for r in read_summary(sweep_dir)] == ["done"]
 
 
-def test_more_slurm_tasks_than_trainer_ranks_fail_the_job_in_one_line(tmp_path, data_dir):
-    """Two tasks and a one-device trainer would train the job twice into one dir: refused before training."""
+def test_more_slurm_tasks_than_trainer_ranks_are_refused_in_one_line_before_anything_is_submitted(
+    tmp_path, data_dir
+):
+    """Two tasks and a one-device trainer would train the job twice into one dir: the launcher reads each
+    job's config and refuses before submitting any (job 1 would fit, job 0 does not)."""
     sweep_dir = tmp_path / "sweep"
-    sweep = start_sweep([*TINY_MNIST, "hydra.launcher.tasks_per_node=2"], sweep_dir, data_dir)
-    out = finish(sweep, 240)
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    args = [*TINY_MNIST, "trainer=ddp_cpu", "trainer.devices=1,2", "hydra.launcher.tasks_per_node=2"]
+    sweep = start_sweep(args, sweep_dir, data_dir)
+    out = finish(sweep, 120)
     assert sweep.returncode == 1
     message = (
-        "SLURM started 2 tasks for this job (hydra.launcher.nodes x tasks_per_node) but trainer.devices=1"
+        "error: job 0: SLURM starts 2 tasks for this job (hydra.launcher.nodes x tasks_per_node) but "
+        "trainer.devices=1 x trainer.num_nodes=1 ranks"
     )
-    assert message in out
-    [row] = read_summary(sweep_dir)
-    assert row["status"] == "failed" and message in row["error"]
-    assert not (sweep_dir / "0" / "metrics.json").exists()
+    assert message in out and out.strip().endswith("nothing was submitted"), out[-2000:]
+    assert "Traceback" not in out
+    assert not (sweep_dir / "slurm_jobs.json").exists() and not (sweep_dir / ".submitit").exists()
+    assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before

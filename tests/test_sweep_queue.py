@@ -99,3 +99,37 @@ def test_wait_false_with_a_search_is_refused_in_one_line_before_anything_is_subm
     )
     assert "leave wait=true (the default) for a search" in str(ended.value)
     assert not submitted and not (tmp_path / "s").exists()
+
+
+def test_a_waiting_sweep_reads_results_only_once_slurm_has_ended_every_attempt(monkeypatch):
+    """A job requeued after a node failure passes through PENDING and RUNNING again: the launcher waits
+    through both; without squeue it does not wait at all."""
+    from seqlab import slurm
+
+    answers = iter(
+        [{"7_0": "RUNNING"}, {"7_0": "PENDING"}, {"7_0": "RUNNING"}, {"7_0": "COMPLETED"}, {"7_0": "RUNNING"}]
+    )
+    asked = []
+    monkeypatch.setattr(slurm, "queue_states", lambda ids: asked.append(ids) or next(answers))
+    slurm.wait_while_queued(["7_0"], poll_s=0)
+    assert len(asked) == 4, "returned at the first answer without the job in the queue"
+    monkeypatch.setattr(slurm, "queue_states", lambda ids: None)
+    slurm.wait_while_queued(["7_0"], poll_s=0)
+
+
+def test_a_job_whose_tasks_differ_from_its_trainers_ranks_stops_before_training(monkeypatch):
+    """The same check inside the job, for an allocation that differs from what was asked."""
+    from omegaconf import OmegaConf
+
+    from seqlab.errors import ConfigError
+    from seqlab.sweeps.slurm_launcher import RanksMatchTasks
+
+    ran = []
+    task = RanksMatchTasks(ran.append)
+    cfg = OmegaConf.create({"trainer": {"devices": 1, "num_nodes": 2}})
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    task(cfg)
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    with pytest.raises(ConfigError, match="SLURM starts 4 tasks .* trainer.devices=1 x trainer.num_nodes=2"):
+        task(cfg)
+    assert ran == [cfg]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 
 # squeue's states of a job that is still to run (or to run again) and of one that runs.
 WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"}
@@ -36,3 +37,11 @@ def is_queued(slurm_job: str) -> bool:
     """Whether squeue knows this job as waiting or running (False when it cannot tell)."""
     state = (queue_states([slurm_job]) or {}).get(slurm_job)
     return state in WAITING | RUNNING
+
+
+def wait_while_queued(job_ids: list[str], poll_s: float = 2.0) -> None:
+    """Return once squeue knows none of these jobs as waiting or running (at once when it cannot tell).
+    A job that SLURM requeued (preemption, a failed node) may have left a task's result from its stopped
+    attempt; only the end of its last attempt makes every task's result final."""
+    while (states := queue_states(job_ids)) and any(states.get(str(j)) in WAITING | RUNNING for j in job_ids):
+        time.sleep(poll_s)

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab.errors import ConfigError
 from seqlab.rundir.records import finished
-from seqlab.slurm import is_queued
+from seqlab.slurm import is_queued, wait_while_queued
 from seqlab.sweeps.queue import add_to_record, read_record
 
 log = logging.getLogger(__name__)
@@ -33,23 +33,32 @@ log = logging.getLogger(__name__)
 BASIC_SWEEPERS = ("ReportingSweeper", "BasicSweeper")
 
 
+def ranks_mismatch(tasks: int, cfg: DictConfig) -> str | None:
+    """Why a job of `tasks` SLURM tasks cannot run `cfg`'s trainer (None when it can): each task is one
+    rank, so the trainer must expect devices x num_nodes = tasks (a one-device trainer under two tasks
+    would train the whole job twice into one dir)."""
+    trainer = cfg.get("trainer") or {}
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1) or 1
+    if tasks > 1 and isinstance(devices, int) and devices * int(nodes) != tasks:
+        return (
+            f"SLURM starts {tasks} tasks for this job (hydra.launcher.nodes x tasks_per_node) but "
+            f"trainer.devices={devices} x trainer.num_nodes={nodes} ranks: give the trainer the same numbers "
+            "(with trainer=ddp or ddp_cpu), or hydra.launcher.tasks_per_node=1"
+        )
+    return None
+
+
 class RanksMatchTasks:
-    """A job's task, run once the trainer is found to expect as many ranks as SLURM started tasks: with
-    tasks_per_node=2 and a one-device trainer, each task would train the whole job into the same dir."""
+    """A job's task, run once the trainer is found to expect as many ranks as SLURM started tasks (the
+    launcher checks before submitting; this holds for a job whose allocation differs from its request)."""
 
     def __init__(self, task_function: TaskFunction) -> None:
         self.task_function = task_function
 
     def __call__(self, cfg: DictConfig) -> Any:
-        tasks = int(os.environ.get("SLURM_NTASKS") or 1)
-        trainer = cfg.get("trainer") or {}
-        devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1) or 1
-        if tasks > 1 and isinstance(devices, int) and devices * int(nodes) != tasks:
-            raise ConfigError(
-                f"SLURM started {tasks} tasks for this job (hydra.launcher.nodes x tasks_per_node) but "
-                f"trainer.devices={devices} x trainer.num_nodes={nodes} ranks: give the trainer the same numbers "
-                "(with trainer=ddp or ddp_cpu), or hydra.launcher.tasks_per_node=1"
-            )
+        problem = ranks_mismatch(int(os.environ.get("SLURM_NTASKS") or 1), cfg)
+        if problem:
+            raise ConfigError(problem)
         return self.task_function(cfg)
 
 
@@ -77,6 +86,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
             (num, list(o), self.job_dir_name(num, list(o)))
             for num, o in enumerate(job_overrides, initial_job_idx)
         ]
+        self.refuse_rank_mismatches(jobs)
         to_submit = jobs if self.wait else self.left_to_run(jobs, sweep_dir)
         submitted = self.submit(to_submit) if to_submit else []
         add_to_record(
@@ -87,6 +97,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
             },
         )
         if self.wait:
+            wait_while_queued([str(job.job_id) for job in submitted])
             return [job.results()[0] for job in submitted]
         ids = ", ".join(f"{num}: {job.job_id}" for (num, _, _), job in zip(to_submit, submitted, strict=True))
         print(f"Submitted {len(submitted)} of {len(jobs)} jobs to SLURM (job: SLURM id) {ids or '-'}")
@@ -104,6 +115,18 @@ class SlurmLauncher(SubmititSlurmLauncher):
         with open_dict(config):
             config.hydra.job.num = num
         return str(OmegaConf.select(config, "hydra.sweep.subdir"))
+
+    def refuse_rank_mismatches(self, jobs: list[tuple[int, list[str], str]]) -> None:
+        """Before anything is submitted: every job's trainer expects one rank per SLURM task."""
+        assert self.config is not None and self.hydra_context is not None
+        tasks = int(self.params.get("nodes") or 1) * int(self.params.get("tasks_per_node") or 1)
+        if tasks == 1:
+            return
+        for num, overrides, _ in jobs:
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+            problem = ranks_mismatch(tasks, config)
+            if problem:
+                raise SystemExit(f"error: job {num}: {problem}; nothing was submitted")
 
     def left_to_run(
         self, jobs: list[tuple[int, list[str], str]], sweep_dir: Path
