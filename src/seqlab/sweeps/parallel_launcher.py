@@ -126,10 +126,12 @@ class ParallelLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         assert self.config is not None
         sweeper = str(self.config.hydra.sweeper.get("_target_", ""))
-        if not sweeper.endswith(("ReportingSweeper", "BasicSweeper")):
+        workers = (self.config.hydra.sweeper.get("n_workers") or 1) > 1  # a search's workers: side by side
+        if not sweeper.endswith(("ReportingSweeper", "BasicSweeper")) and not workers:
             raise SystemExit(
                 f"error: hydra/launcher=parallel runs a sweep's jobs side by side, but {sweeper} asks for one "
-                "trial at a time and prunes it in its own process: leave the launcher at its default"
+                "trial at a time and prunes it in its own process: leave the launcher at its default, or "
+                "give the search workers (hydra.sweeper.n_workers=2)"
             )
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)

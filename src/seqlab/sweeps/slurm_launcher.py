@@ -75,10 +75,12 @@ class SlurmLauncher(SubmititSlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         assert self.config is not None
         sweeper = str(self.config.hydra.sweeper.get("_target_", ""))
-        if not self.wait and not sweeper.endswith(BASIC_SWEEPERS):
+        workers = (self.config.hydra.sweeper.get("n_workers") or 1) > 1  # a search's own workers
+        if not self.wait and not sweeper.endswith(BASIC_SWEEPERS) and not workers:
             raise SystemExit(
                 f"error: hydra.launcher.wait=false submits the jobs and returns, but the sweeper {sweeper} needs "
-                "each job's result before it goes on: leave wait=true (the default) for a search"
+                "each job's result before it goes on: leave wait=true (the default) for a search, or give "
+                "it workers (hydra.sweeper.n_workers=2), which need nothing from the command that starts them"
             )
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
