@@ -378,3 +378,18 @@ def documented_project(doc: Path) -> tuple[dict[str, str], list[str]]:
         elif words == ["bash", "run"]:
             commands += [line.strip() for line in body.splitlines() if line.strip()]
     return files, commands
+
+
+class GpuRecord(L.Callback):
+    """Write `<run dir>/gpus.json`: the job's CUDA_VISIBLE_DEVICES and when its fit started and ended."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        import time
+
+        self.started = time.time()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        import time
+
+        record = {"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": self.started, "end": time.time()}
+        Path(trainer.default_root_dir, "gpus.json").write_text(json.dumps(record))

@@ -204,3 +204,37 @@ def test_a_job_process_ends_with_its_sweep_even_when_the_sweep_is_killed_outrigh
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.read_text() == "SIGTERM"
+
+
+def test_gpus_are_shared_out_in_groups_and_too_many_jobs_at_once_are_refused():
+    from seqlab.resources import gpu_groups
+
+    assert gpu_groups(None, ["3", "5", "6", "7"], per_job=1) == [["3"], ["5"], ["6"], ["7"]]
+    assert gpu_groups(2, ["0", "1", "2", "3", "4"], per_job=2) == [["0", "1"], ["2", "3"]]
+    with pytest.raises(SystemExit, match=r"n_jobs=3 jobs at once, each with its own 1 GPU\(s\), but 2 GPUs"):
+        gpu_groups(3, ["0", "1"], per_job=1)
+    with pytest.raises(SystemExit, match="each job asks for 4 GPUs"):
+        gpu_groups(None, ["0", "1"], per_job=4)
+
+
+@pytest.mark.slow
+def test_each_job_of_a_parallel_sweep_gets_a_gpu_of_its_own(tmp_path, data_dir, monkeypatch):
+    """Two stand-in GPUs (CUDA_VISIBLE_DEVICES=3,5 on a CPU machine: the jobs train on the CPU): four
+    jobs run two at a time, the two at once never on the same GPU; a third job at once is refused."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    record = ["+callbacks.gpus._target_=tests.helpers.GpuRecord", "seed=0,1,2,3"]
+    done = run_sweep([*TINY_MNIST, *record, "hydra/launcher=parallel"], tmp_path / "s", data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 jobs, 2 at a time, 1 torch threads each, each on its own GPU(s) of 3,5" in done.stdout
+    jobs = [json.loads((tmp_path / "s" / str(j) / "gpus.json").read_text()) for j in range(4)]
+    assert {job["gpus"] for job in jobs} <= {"3", "5"}
+    for a in jobs:
+        for b in jobs:
+            overlap = a is not b and a["start"] < b["end"] and b["start"] < a["end"]
+            assert not (overlap and a["gpus"] == b["gpus"]), f"two jobs at once on GPU {a['gpus']}"
+    refused = run_sweep([*TINY_MNIST, "seed=0,1,2", *parallel(3)], tmp_path / "r", data_dir)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert (
+        "error: hydra.launcher.n_jobs=3 jobs at once, each with its own 1 GPU(s), but 2 GPUs"
+        in refused.stderr
+    )

@@ -1,15 +1,21 @@
-"""Memory: refuse a config whose batches cannot fit before allocating them, and report an allocator's
-refusal that still happens in one line naming the phase and the batch size."""
+"""This machine's resources. Memory: refuse a config whose batches cannot fit before allocating them, and
+report an allocator's refusal that still happens in one line naming the phase and the batch size. Cores
+and GPUs: how a parallel sweep shares them among its jobs (seqlab.sweeps.parallel_launcher)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seqlab.errors import ConfigError, TrainingError
 
@@ -78,3 +84,65 @@ def out_of_memory_reported(report: OutOfMemoryReport) -> Iterator[None]:
         if report.report is None and not is_out_of_memory(err):
             raise
         raise TrainingError(report.report or f"out of memory ({str(err).splitlines()[0]})") from None
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (taskset, cgroup cpusets and SLURM allocations count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def plan(n_jobs: Any, total: int, cores: int) -> tuple[int, int]:
+    """Jobs at once and torch threads per job; a bad n_jobs ends the sweep in one line, more jobs at once
+    than cores warns in one."""
+    if n_jobs is None:
+        n_jobs = cores
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise SystemExit(
+            f"error: hydra.launcher.n_jobs={n_jobs!r}: give the number of jobs to run at once, a whole number "
+            "of at least 1 (or null: one per core)"
+        )
+    at_once = min(n_jobs, total)
+    if at_once > cores:
+        print(
+            f"warning: hydra.launcher.n_jobs={n_jobs} runs {at_once} jobs at once on {cores} cores: they share "
+            f"them (1 thread each) and each runs slower; n_jobs={cores} gives each a core",
+            file=sys.stderr,
+        )
+    return at_once, max(1, cores // at_once)
+
+
+def visible_gpus(config: DictConfig) -> list[str]:
+    """The GPUs the jobs may be given (none for a CPU trainer): CUDA_VISIBLE_DEVICES's entries when it is
+    set, else every GPU torch finds, counted in a child process (CUDA initialised in the sweep's process
+    would not survive the jobs' fork)."""
+    if str(OmegaConf.select(config, "trainer.accelerator", default="auto")) not in ("auto", "gpu", "cuda"):
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip() not in ("", "-1")]
+    if shutil.which("nvidia-smi") is None and not Path("/dev/nvidia0").exists():
+        return []
+    probe = [sys.executable, "-c", "import torch; print(torch.cuda.device_count())"]
+    counted = subprocess.run(probe, capture_output=True, text=True, timeout=300).stdout.strip()
+    return [str(i) for i in range(int(counted))] if counted.isdigit() else []
+
+
+def gpu_groups(n_jobs: Any, gpus: list[str], per_job: int) -> list[list[str]]:
+    """The GPUs each job at once gets, `per_job` apiece (trainer.devices); a job waits for a group to be
+    free, and an n_jobs above the groups there are is refused in one line."""
+    groups = [gpus[i : i + per_job] for i in range(0, len(gpus) - per_job + 1, per_job)]
+    if not groups:
+        raise SystemExit(
+            f"error: each job asks for {per_job} GPUs (trainer.devices) but {len(gpus)} are visible "
+            f"({','.join(gpus) or 'none'}): lower trainer.devices or set CUDA_VISIBLE_DEVICES"
+        )
+    if isinstance(n_jobs, int) and not isinstance(n_jobs, bool) and n_jobs > len(groups):
+        raise SystemExit(
+            f"error: hydra.launcher.n_jobs={n_jobs} jobs at once, each with its own {per_job} GPU(s), but "
+            f"{len(gpus)} GPUs are visible ({','.join(gpus)}): use n_jobs={len(groups)} or null "
+            "(one job per GPU group; the other jobs wait for a GPU)"
+        )
+    return groups

@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from seqlab.compat import clear_exit_handlers, failed_job, job_error, run_exit_handlers, with_return_value
+from seqlab.resources import available_cores, gpu_groups, plan, visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -44,40 +45,13 @@ class JobProcessEnded(RuntimeError):
     """A job's process ended without a result: killed (out of memory, SIGKILL), or it exited."""
 
 
-def available_cores() -> int:
-    """The CPUs this process may run on (taskset, cgroup cpusets and SLURM allocations count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def plan(n_jobs: Any, total: int, cores: int) -> tuple[int, int]:
-    """Jobs at once and torch threads per job; a bad n_jobs ends the sweep in one line, more jobs at once
-    than cores warns in one."""
-    if n_jobs is None:
-        n_jobs = cores
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise SystemExit(
-            f"error: hydra.launcher.n_jobs={n_jobs!r}: give the number of jobs to run at once, a whole number "
-            "of at least 1 (or null: one per core)"
-        )
-    at_once = min(n_jobs, total)
-    if at_once > cores:
-        print(
-            f"warning: hydra.launcher.n_jobs={n_jobs} runs {at_once} jobs at once on {cores} cores: they share "
-            f"them (1 thread each) and each runs slower; n_jobs={cores} gives each a core",
-            file=sys.stderr,
-        )
-    return at_once, max(1, cores // at_once)
-
-
 @dataclass
 class Running:
     num: int
     overrides: list[str]
     result: Path
     started: float
+    gpus: list[str] = field(default_factory=list)
 
 
 class StopSignals:
@@ -136,10 +110,19 @@ class ParallelLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         cores = available_cores()
-        at_once, threads = plan(self.n_jobs, len(job_overrides), cores)
+        gpus = visible_gpus(self.config)
+        devices = OmegaConf.select(self.config, "trainer.devices", default=1)
+        free = deque(
+            gpu_groups(self.n_jobs, gpus, devices if isinstance(devices, int) else 1) if gpus else []
+        )
+        n_jobs = len(free) if free and self.n_jobs is None else self.n_jobs
+        at_once, threads = plan(n_jobs, len(job_overrides), cores)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs, {at_once} at a time, {threads} torch threads each")
+        on_gpus = f", each on its own GPU(s) of {','.join(gpus)}" if free else ""
+        log.info(
+            f"Launching {len(job_overrides)} jobs, {at_once} at a time, {threads} torch threads each{on_gpus}"
+        )
         todo = deque((num, list(o)) for num, o in enumerate(job_overrides, initial_job_idx))
         running: dict[int, Running] = {}
         results: dict[int, JobReturn] = {}
@@ -149,12 +132,15 @@ class ParallelLauncher(Launcher):
                 while todo or running:
                     while todo and len(running) < at_once and stop.signum is None:
                         num, overrides = todo.popleft()
-                        pid = self.start(num, overrides, threads, results_dir / f"{num}.pkl")
-                        running[pid] = Running(num, overrides, results_dir / f"{num}.pkl", time.monotonic())
+                        given = free.popleft() if free else []
+                        pid = self.start(num, overrides, threads, results_dir / f"{num}.pkl", given)
+                        running[pid] = Running(
+                            num, overrides, results_dir / f"{num}.pkl", time.monotonic(), given
+                        )
                         log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
                     if not running:
                         break
-                    self.collect(running, results)
+                    free.extend(self.collect(running, results))
         finally:
             shutil.rmtree(results_dir, ignore_errors=True)
         if stop.signum is not None:
@@ -162,16 +148,18 @@ class ParallelLauncher(Launcher):
             self.stopped(stop.signum, unfinished, [num for num, _ in todo], sweep_dir)
         return [results[num] for num in range(initial_job_idx, initial_job_idx + len(job_overrides))]
 
-    def collect(self, running: dict[int, Running], results: dict[int, JobReturn]) -> None:
+    def collect(self, running: dict[int, Running], results: dict[int, JobReturn]) -> list[list[str]]:
         """Wait for one or more jobs to end (polling our own children only: waitpid(-1) would also reap
-        processes other code started and waits for) and read their results."""
+        processes other code started and waits for) and read their results; the GPUs they free."""
         while True:
             ended = [(pid, status) for pid in list(running) if (status := waited(pid)) is not None]
             if ended:
                 break
             time.sleep(0.1)
+        ended_jobs = []
         for pid, status in ended:
             job = running.pop(pid)
+            ended_jobs.append(job)
             results[job.num] = read_result(job, status)
             ret, seconds = results[job.num], time.monotonic() - job.started
             if ret.status == JobStatus.COMPLETED:
@@ -179,8 +167,9 @@ class ParallelLauncher(Launcher):
             else:
                 error = job_error(ret)
                 log.info(f"\t#{job.num} failed after {seconds:.0f} s: {type(error).__name__}: {error}")
+        return [running_job.gpus for running_job in ended_jobs if running_job.gpus]
 
-    def start(self, num: int, overrides: list[str], threads: int, result: Path) -> int:
+    def start(self, num: int, overrides: list[str], threads: int, result: Path, gpus: list[str]) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -188,6 +177,8 @@ class ParallelLauncher(Launcher):
             return pid
         code = 1
         try:  # the job's process: whatever happens, it must never return into the sweep's loop
+            if gpus:  # before anything in the job can initialise CUDA
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
             code = self.run_in_child(num, overrides, threads, result)
         finally:
             with contextlib.suppress(Exception):
