@@ -173,6 +173,20 @@ def test_mlflow_and_wandb_keep_one_run_across_a_sigterm_and_resume(
     assert run.data.tags["run_dir"] == str(run_dir)
     artifact = client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path / "download"))
     assert json.loads(Path(artifact).read_text()) == metrics
+    # Every record file beside it, in its own folder, as the run dir holds it at the end.
+    stored = {a.path for a in client.list_artifacts(run.info.run_id)}
+    stored |= {a.path for a in client.list_artifacts(run.info.run_id, ".hydra")}
+    assert stored >= {
+        "metrics.json",
+        "history.csv",
+        "machine.txt",
+        ".hydra",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+    }
+    for name in ("history.csv", ".hydra/config.yaml"):
+        copy = client.download_artifacts(run.info.run_id, name, str(tmp_path / "download"))
+        assert Path(copy).read_bytes() == (run_dir / name).read_bytes(), name
 
     attempts = wandb_attempts(run_dir)
     assert len(attempts) == 2, "one offline run folder per attempt"

@@ -236,6 +236,24 @@ def test_lr_schedule_sets_the_schedulers_interval_and_monitor(make_cfg):
     assert schedule["interval"] == "step" and schedule["scheduler"].T_max == cfg.trainer.max_epochs
 
 
+def test_scheduler_linear_decays_the_rate_to_zero_over_exactly_the_runs_epochs(make_cfg):
+    cfg = make_cfg(
+        "experiment=mnist_rnn",
+        "scheduler=linear",
+        "optimizer=sgd",
+        "optimizer.lr=1.2",
+        "trainer.max_epochs=4",
+    )
+    schedule = build.build_task(cfg, build.build_datamodule(cfg)).configure_optimizers()["lr_scheduler"]
+    scheduler, rates = schedule["scheduler"], []
+    for _ in range(5):  # the rate each epoch trains at, then one past the end
+        rates.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
+        scheduler.step()
+    assert schedule["interval"] == "epoch"
+    assert rates == pytest.approx([1.2, 0.9, 0.6, 0.3, 0.0])
+
+
 def test_a_config_with_interval_and_monitor_inside_the_scheduler_node_still_builds(make_cfg):
     """Run dirs written before `lr_schedule` keep both in the scheduler node; eval and resume read them there."""
     cfg = make_cfg("experiment=mnist_rnn", "scheduler=plateau", "scheduler.mode=max")

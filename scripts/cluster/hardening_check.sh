@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 : "${SEQLAB_DATA_DIR:?point SEQLAB_DATA_DIR at the data folder (MNIST/raw, ptb)}"
 WORK=$(mktemp -d)
-trap 'umount "$WORK"/ro "$WORK"/full 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'umount "$WORK"/ro "$WORK"/full "$WORK"/mnist_ro 2>/dev/null; rm -rf "$WORK"' EXIT
 SMALL=(experiment=mnist_lstm debug=limit print_config=false trainer.enable_progress_bar=false)
 failures=0
 
@@ -77,6 +77,33 @@ cp "$WORK/imdb/imdb/train.csv" "$WORK/imdb/imdb/test.csv"
 expect "IMDB CSV with an unclosed quote" "the row starting on line 3: not valid CSV" \
   "$PY" -m seqlab.train experiment=imdb_bag debug=fdr print_config=false "paths.data_dir=$WORK/imdb" \
   "hydra.run.dir=$WORK/imdb_run"
+# MNIST with a file missing from a read-only data folder: the missing file is named, not the lock
+mkdir -p "$WORK/mnist_ro/MNIST/raw" && cp "$SEQLAB_DATA_DIR"/MNIST/raw/*.gz "$WORK/mnist_ro/MNIST/raw/"
+rm "$WORK/mnist_ro/MNIST/raw/t10k-labels-idx1-ubyte.gz"
+if mount --bind "$WORK/mnist_ro" "$WORK/mnist_ro" 2>/dev/null && mount -o remount,bind,ro "$WORK/mnist_ro" 2>/dev/null; then
+  expect "MNIST file missing, data folder read-only" "t10k-labels-idx1-ubyte" \
+    "$PY" -m seqlab.train "${SMALL[@]}" "paths.data_dir=$WORK/mnist_ro" "hydra.run.dir=$WORK/mnist_ro_run"
+  umount "$WORK/mnist_ro"
+else
+  echo "skip  MNIST on a read-only folder: cannot bind-mount here (root needed)"
+fi
+# A SIGTERM at each point of a run: one line, then resume=true ends with the uninterrupted run's metrics
+SIGNALLED=("${SMALL[@]}" trainer.max_epochs=3 trainer.deterministic=true)
+OMP_NUM_THREADS=1 "$PY" -m seqlab.train "${SIGNALLED[@]}" "hydra.run.dir=$WORK/straight" >/dev/null 2>&1
+for point in sanity train_batch before_validation validation_end train_epoch_end checkpoint_write \
+             next_epoch_start final_test; do
+  run="$WORK/signal_$point"
+  line=$(OMP_NUM_THREADS=1 PYTHONPATH=. "$PY" -m seqlab.train "${SIGNALLED[@]}" "hydra.run.dir=$run" \
+    +callbacks.sig._target_=tests.helpers.SignalAtHook "+callbacks.sig.point=$point" 2>&1 >/dev/null | grep -v '^$' | tail -1)
+  OMP_NUM_THREADS=1 "$PY" -m seqlab.train "${SIGNALLED[@]}" "hydra.run.dir=$run" resume=true >/dev/null 2>&1
+  if [[ "$line" == *"stopped by a signal"* ]] && "$PY" - "$WORK/straight" "$run" <<'PYCODE'
+import json, sys
+a, b = (json.load(open(f"{d}/metrics.json")) for d in sys.argv[1:])
+sys.exit(any(abs(a[k] - b[k]) > 1e-6 for k in a if k != "wall_time_s"))
+PYCODE
+  then echo "ok    SIGTERM at $point: $line; resumed to the same metrics"
+  else echo "FAIL  SIGTERM at $point: $line"; failures=$((failures + 1)); fi
+done
 head -c 40960 /dev/urandom > "$WORK/photo.jpg"
 expect "predict on a binary file" "is not text" "$PY" -m seqlab.predict "ckpt_path=$WORK/any.ckpt" "file=$WORK/photo.jpg"
 echo "$failures case(s) failed"
