@@ -129,3 +129,30 @@ def test_more_slurm_tasks_than_trainer_ranks_are_refused_in_one_line_before_anyt
     assert "Traceback" not in out
     assert not (sweep_dir / "slurm_jobs.json").exists() and not (sweep_dir / ".submitit").exists()
     assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
+
+
+def test_a_search_whose_workers_are_slurm_jobs_returns_at_once_and_ends_with_exactly_n_trials(
+    tmp_path, data_dir
+):
+    """hydra.sweeper.n_workers=2 with wait=false: two worker jobs are submitted and the command returns;
+    they share the journal study, and the summary lists the trials (not the workers)."""
+    from tests.test_search_workers import counted
+
+    sweep_dir = tmp_path / "search"
+    args = [
+        *TINY_MNIST,
+        "hparams_search=mnist_optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_workers=2",
+    ]
+    submitted = sweep_cmd([*args, "hydra.launcher.wait=false"], sweep_dir, data_dir)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    line = next(s for s in submitted.stdout.splitlines() if s.startswith("Submitted 2 of 2 jobs to SLURM"))
+    wait_until_out_of_the_queue(re.findall(r"\d+: (\d+_\d+)", line), 300)
+    trials = counted(sweep_dir)
+    assert len(trials) == 4 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert {t.user_attrs["slurm_job"] for t in trials} <= {str(n) for n in range(10**6)}
+    assert len({t.user_attrs["worker"] for t in trials}) == 2, "both workers ran trials"
+    shown = summarize_cli(sweep_dir)
+    jobs = re.findall(r"^\| (\S+) \| (\w+) \|", shown.stdout, re.MULTILINE)
+    assert sorted(int(j) for j, _ in jobs if j != "job") == sorted(t.number for t in trials), shown.stdout

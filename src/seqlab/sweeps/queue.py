@@ -41,7 +41,9 @@ def add_to_record(sweep_dir: str | Path, entries: dict[str, dict[str, Any]]) -> 
 def with_queue(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`rows` (one per job dir) with the record's jobs that have no dir yet added, and the status of each
     job that has not ended by itself (done, failed, pruned) taken from squeue when it waits or runs."""
-    record = read_record(sweep_dir)
+    # A search's workers are recorded (a rerun must not submit one still queued) but are not jobs of the
+    # summary: their trials are.
+    record = {name: entry for name, entry in read_record(sweep_dir).items() if not entry.get("worker")}
     if not record:
         return rows
     states = queue_states([entry["slurm_job"] for entry in record.values()])

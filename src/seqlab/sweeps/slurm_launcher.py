@@ -95,6 +95,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
             sweep_dir,
             {
                 name: {"num": num, "slurm_job": str(job.job_id), "overrides": filter_overrides(overrides)}
+                | ({"worker": True} if workers else {})
                 for (num, overrides, name), job in zip(to_submit, submitted, strict=True)
             },
         )
@@ -110,6 +111,9 @@ class SlurmLauncher(SubmititSlurmLauncher):
     def job_dir_name(self, num: int, overrides: list[str]) -> str:
         """The job's dir under the sweep dir: its number, unless hydra.sweep.subdir says otherwise."""
         assert self.config is not None and self.hydra_context is not None
+        given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.subdir=")]
+        if given:  # e.g. a search's workers: workers/<k>
+            return given[-1]
         subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)["subdir"]
         if subdir == "${hydra.job.num}":
             return str(num)
