@@ -81,7 +81,7 @@ def described(run_dir: Path) -> dict:
     shown = [
         o
         for o in OmegaConf.load(overrides)
-        if not str(o).startswith(("experiment=", "hydra.", "trainer.max_time"))
+        if not str(o).startswith(("experiment=", "hydra.", "trainer.max_time", "trainer.enable_progress_bar"))
     ]
     wall_file = run_dir / "command_wall_time_s.txt"
     points = curve(run_dir)
@@ -99,7 +99,7 @@ def described(run_dir: Path) -> dict:
     }
 
 
-def report(runs: Path, out: Path) -> None:
+def report(runs: Path, out: Path, note: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,6 +135,7 @@ def report(runs: Path, out: Path) -> None:
         "Wall time is each `seqlab.train` command from start to exit (data loading, every validation and the "
         "final test included); `ptb_cpu_hour` ran with `trainer.max_time` at the baseline's wall time.",
         "",
+        *([note, ""] if note else []),
         "Runs under `<runs>/tried/` (earlier settings of `ptb_cpu_hour`, described from each run's own "
         "config) are listed and drawn dotted.",
         "",
@@ -168,12 +169,13 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("outputs/ptb_cpu_hour"))
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--report", action="store_true", help="only reread the two run dirs")
+    parser.add_argument("--note", default="", help="a paragraph for the page: how the runs were made")
     args, overrides = parser.parse_known_args()
     if not args.report:
         budget = train(BASELINE, args.runs / BASELINE, overrides)
         limit = str(dt.timedelta(seconds=int(budget))).zfill(8)
         train(CANDIDATE, args.runs / CANDIDATE, [f"trainer.max_time=00:{limit}", *overrides])
-    report(args.runs, args.out)
+    report(args.runs, args.out, args.note)
 
 
 if __name__ == "__main__":
