@@ -45,8 +45,9 @@ def report(evals: list[Path], page: Path) -> None:
         checkpoint = Path((out / "checkpoint.txt").read_text().strip())
         run = checkpoint.parents[1]
         epochs = len((run / "history.csv").read_text().splitlines()) - 1
-        planned = OmegaConf.load(run / ".hydra" / "config.yaml").trainer.max_epochs
-        experiment = f"{checkpoint.parents[2].name}`, {checkpoint.stem} ({epochs} of {planned} epochs run)"
+        cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+        planned = cfg.trainer.max_epochs
+        experiment = f"{cfg.task_name}`, {checkpoint.stem} ({epochs} of {planned} epochs run)"
         wall = float((out / "command_wall_time_s.txt").read_text()) / 60
         rows.append(
             f"| `{experiment} | {m['test/ppl']:.1f} | {m['test/ppl_stream']:.1f} | **{m['test/ppl_cache']:.1f}** "
