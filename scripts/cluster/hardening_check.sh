@@ -58,7 +58,7 @@ else echo "FAIL  resume with last.ckpt gone: $(tail -1 <<<"$resumed")"; failures
 # a refused resume: one line, and the run's records as they were
 rm -f "$WORK/gone/metrics.json"
 cp "$WORK/gone/.hydra/config.yaml" "$WORK/config.before"
-expect "refused resume (another hidden_dim)" "Use the model settings the checkpoint was trained with" \
+expect "refused resume (another hidden_dim)" "use the model settings the checkpoint was trained with" \
   "$PY" -m seqlab.train "${SMALL[@]}" "hydra.run.dir=$WORK/gone" resume=true model.net.hidden_dim=24 \
   trainer.max_epochs=4
 cmp -s "$WORK/config.before" "$WORK/gone/.hydra/config.yaml" && echo "ok    refused resume left .hydra/config.yaml" \
