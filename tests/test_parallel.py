@@ -154,7 +154,7 @@ def test_a_search_is_not_run_by_the_parallel_launcher(tmp_path, data_dir):
 
 
 def test_n_jobs_null_runs_one_job_a_core_and_splits_the_cores_among_the_jobs_at_once():
-    from seqlab.sweeps.parallel_launcher import plan
+    from seqlab.resources import plan
 
     assert plan(None, total=10, cores=4) == (4, 1)  # null: one job a core
     assert plan(None, total=2, cores=8) == (2, 4)  # fewer jobs than cores: the cores shared out

@@ -5,7 +5,9 @@ workers without batch barriers.
 settings) runs twice through `python -m seqlab.train -m`, as a user would: with `hydra.sweeper.n_workers=1`
 and the basic launcher (today's one-trial-at-a-time search, on torch's default threads, all cores), and
 with the config's 2 workers, each a process of cores // 2 threads (`hydra/launcher=parallel`). Prints each
-search's wall time and finished trials per hour, and their ratio.
+search's wall time, finished trials per hour and trained epochs per hour (the trials each search draws
+differ, each worker's sampler being seeded apart, and so does their length: epochs per hour compares the
+same kind of work), and their ratios.
 
     SEQLAB_DATA_DIR=../shared/data python scripts/bench/bench_search_workers.py [--trials 8] data.train_subset=5000
 """
@@ -13,6 +15,7 @@ search's wall time and finished trials per hour, and their ratio.
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 import subprocess
 import sys
@@ -42,19 +45,22 @@ def main() -> None:
     }
     print(header(f"Search throughput: {args.trials} trials ({' '.join(search)})"))
     subprocess.run([sys.executable, "-c", "import lightning, seqlab.pipeline"], check=True)  # disk cache
-    seconds = {}
+    seconds, epochs = {}, {}
     with tempfile.TemporaryDirectory() as out:
         for mode, command in modes.items():
             shutil.rmtree(Path(out, "s"), ignore_errors=True)
             seconds[mode] = run_sweep(command, {}, Path(out, "s"))
-            print(f"{mode}: {seconds[mode]:.1f} s", flush=True)
-    one, many = (args.trials / seconds[mode] * 3600 for mode in modes)
+            with open(Path(out, "s", "summary.csv"), newline="") as f:
+                epochs[mode] = sum(int(row["epochs"] or 0) for row in csv.DictReader(f))
+            print(f"{mode}: {seconds[mode]:.1f} s, {epochs[mode]} epochs trained", flush=True)
     figures = Figures("search_workers")
-    figures.add("one trial at a time", one, "trials/h")
-    figures.add(f"{args.workers} workers", many, "trials/h")
-    figures.add("workers / one at a time", many / one, "x")
-    figures.write(args.json, search=search, seconds=seconds)
-    print(f"\nworkers / one at a time: {many / one:.2f}x")
+    for mode in modes:
+        figures.add(f"{mode}: trials", args.trials / seconds[mode] * 3600, "trials/h")
+        figures.add(f"{mode}: epochs", epochs[mode] / seconds[mode] * 3600, "epochs/h")
+    one, many = (epochs[mode] / seconds[mode] for mode in modes)
+    figures.add("workers / one at a time (epochs/h)", many / one, "x")
+    figures.write(args.json, search=search, seconds=seconds, epochs=epochs)
+    print(f"\nworkers / one at a time, epochs per hour: {many / one:.2f}x")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from seqlab.compat import clear_exit_handlers, failed_job, job_error, run_exit_handlers, with_return_value
-from seqlab.resources import available_cores, gpu_groups, plan, visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +106,8 @@ class ParallelLauncher(Launcher):
                 "trial at a time and prunes it in its own process: leave the launcher at its default, or "
                 "give the search workers (hydra.sweeper.n_workers=2)"
             )
+        from seqlab.resources import available_cores, gpu_groups, plan, visible_gpus  # torch: not for --help
+
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         cores = available_cores()
