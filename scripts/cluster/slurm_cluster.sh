@@ -167,7 +167,7 @@ stop() {
   for pidfile in "$DIR"/slurmd*.pid "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; do
     [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
-  for _ in $(seq 20); do pgrep -x 'munged|slurmctld|slurmd' >/dev/null || break; sleep 0.25; done
+  for _ in $(seq 20); do pgrep -x munged >/dev/null || pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 0.25; done
   for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^seqlab-/ {print $1}'); do
     ip netns pids "$ns" | xargs -r kill -9
     ip netns delete "$ns"  # its links go with it
