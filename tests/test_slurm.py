@@ -98,7 +98,8 @@ def wait_for(path: Path, sweep: subprocess.Popen, seconds: float) -> str:
 
 
 def release_when_requeued(job_id: str, sweep: subprocess.Popen, seconds: float) -> None:
-    """A requeued job waits ~2 minutes before it may start again; start it now."""
+    """A requeued job waits ~2 minutes before it may start again (and, after a node failure, for the node
+    to come back); start it as soon as SLURM may."""
     end = time.monotonic() + seconds
     while time.monotonic() < end and sweep.poll() is None:
         state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO, TINY_MNIST, metrics_of, read_summary, train_cli
-from tests.test_slurm import SLURM_TEST_MARKS, finish, job_logs, start_sweep, wait_for
+from tests.test_slurm import SLURM_TEST_MARKS, finish, job_logs, release_when_requeued, start_sweep, wait_for
+from tests.test_slurm_sweeps import ranks
 
 CLUSTER = REPO / "scripts" / "cluster" / "slurm_cluster.sh"
 
@@ -64,26 +64,6 @@ def uninterrupted(tmp_path_factory, data_dir) -> dict:
     return metrics_of(run_dir)
 
 
-def ranks_of(run_dir: Path) -> list[dict]:
-    import json
-
-    return [json.loads((run_dir / "ranks" / f"{r}.json").read_text()) for r in range(2)]
-
-
-def release_when_pending(job_id: str, sweep: subprocess.Popen, seconds: float) -> None:
-    """A requeued job waits ~2 minutes before it may start again (and, after a node failure, for the
-    node to come back): start it as soon as SLURM may."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and sweep.poll() is None:
-        state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
-        if state.stdout.strip() == "PENDING":
-            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
-            return
-        time.sleep(0.5)
-    finish(sweep, 1)
-    pytest.fail(f"job {job_id} was never requeued")
-
-
 def test_a_two_node_ddp_job_matches_the_same_two_ranks_run_as_local_processes(
     tmp_path, data_dir, uninterrupted
 ):
@@ -91,12 +71,12 @@ def test_a_two_node_ddp_job_matches_the_same_two_ranks_run_as_local_processes(
     sweep = start_sweep([*JOB, *TWO_NODES], sweep_dir, data_dir)
     out = finish(sweep, 300)
     assert sweep.returncode == 0, out[-3000:] + job_logs(sweep_dir)[-3000:]
-    ranks = ranks_of(sweep_dir / "0")
-    assert [(r["host"], r["slurm_procid"], r["world_size"]) for r in ranks] == [
+    by_rank = ranks(sweep_dir / "0")
+    assert [(r["host"], r["slurm_procid"], r["world_size"]) for r in by_rank] == [
         ("n1", "0", 2),
         ("n2", "1", 2),
     ]
-    assert {(r["environment"], r["started"]) for r in ranks} == {("SLURMEnvironment", 0)}
+    assert {(r["environment"], r["started"]) for r in by_rank} == {("SLURMEnvironment", 0)}
     assert metrics_of(sweep_dir / "0") == pytest.approx(uninterrupted, rel=1e-5, abs=1e-7)
     assert [r["status"] for r in read_summary(sweep_dir)] == ["done"]
 
@@ -108,7 +88,7 @@ def test_a_two_node_job_requeued_mid_epoch_ends_with_the_uninterrupted_runs_metr
     sweep = start_sweep([*JOB, *TWO_NODES, *WAIT_IN_EPOCH_1], sweep_dir, data_dir)
     job_id = wait_for(sweep_dir / "0" / "waiting", sweep, 240)
     subprocess.run(["scontrol", "requeue", job_id], check=True)
-    release_when_pending(job_id, sweep, 120)
+    release_when_requeued(job_id, sweep, 120)
     out = finish(sweep, 300)
     assert sweep.returncode == 0, out[-3000:] + job_logs(sweep_dir)[-3000:]
     log = (sweep_dir / "0" / "train.log").read_text()
@@ -132,7 +112,7 @@ def test_a_node_that_fails_mid_run_gets_its_job_requeued_and_finished_with_equal
             time.sleep(1)
     finally:
         subprocess.run(["bash", str(CLUSTER), "restart-node", "n2"], check=True, capture_output=True)
-    release_when_pending(job_id, sweep, 180)
+    release_when_requeued(job_id, sweep, 180)
     out = finish(sweep, 400)
     assert sweep.returncode == 0, out[-3000:] + job_logs(sweep_dir)[-3000:]
     assert "Resuming from" in (sweep_dir / "0" / "train.log").read_text()

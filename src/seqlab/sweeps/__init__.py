@@ -20,6 +20,12 @@ _NAMES = {"summarize": "seqlab.sweeps.summary", "SweepSummary": "seqlab.sweeps.s
 __all__ = list(_NAMES)
 
 
+def has_search_workers(config: Any) -> bool:
+    """Whether the sweep is a search run by workers (`hydra.sweeper.n_workers` > 1): its launcher runs
+    the workers side by side, and they need nothing back from the command that starts them."""
+    return (config.hydra.sweeper.get("n_workers") or 1) > 1
+
+
 def __getattr__(name: str) -> Any:
     if name not in _NAMES:
         raise AttributeError(f"module 'seqlab.sweeps' has no attribute {name!r}")

@@ -100,9 +100,9 @@ def worker_alive(trial: Any) -> bool:
     return False
 
 
-def retry_stale(study: Any) -> list[int]:
+def retry_stale(study: Any) -> None:
     """Trials left running by a search or worker that is gone: failed and queued again with the same
-    values (the retry names the trial it replaces in `retry_of`); their numbers."""
+    values (the retry names the trial it replaces in `retry_of`)."""
     from optuna.trial import Trial, TrialState
 
     stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if not worker_alive(t)]
@@ -111,7 +111,6 @@ def retry_stale(study: Any) -> list[int]:
         Trial(study, trial._trial_id).set_user_attr(RETRIED, True)
         study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-    return [trial.number for trial in stale]
 
 
 def tell(study: Any, trial: Any, result: Any) -> None:
@@ -284,10 +283,10 @@ class TrialWorker:
     def __call__(self, cfg: DictConfig) -> int:
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.utils import run_job
-        from omegaconf import open_dict
         from optuna.trial import TrialState
 
         from seqlab.callbacks.monitors import trial_of_this_process
+        from seqlab.sweeps.parallel_launcher import job_config
 
         assert self.config is not None
         worker = int(HydraConfig.get().job.num)
@@ -302,17 +301,18 @@ class TrialWorker:
         while True:
             trial = study.ask()
             earlier = [t for t in counted(study) if t.number <= trial.number]
-            if len(earlier) > self.settings["n_trials"]:  # the search has its trials: give this one back
+            surplus = len(earlier) > self.settings["n_trials"]  # the search has its trials already
+            params = {} if surplus else self.settings["params"]
+            values = [f"{k}={suggest(trial, k, str(v))}" for k, v in params.items()]
+            # After the values: a running trial that names its worker has them all.
+            for key, value in identity.items():
+                trial.set_user_attr(key, value)
+            if surplus:  # given back at once
                 trial.set_user_attr(SURPLUS, True)
                 study.tell(trial, state=TrialState.FAIL)
                 return ran
-            values = [f"{k}={suggest(trial, k, str(v))}" for k, v in self.settings["params"].items()]
-            for key, value in identity.items():  # last: a trial that names its worker has all its values
-                trial.set_user_attr(key, value)
             note_retry(sweep_dir, trial)
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, [*arguments, *values])
-            with open_dict(config):
-                config.hydra.job.id = config.hydra.job.num = trial.number
+            config = job_config(self.hydra_context, self.config, [*arguments, *values], trial.number)
             log.info("Worker %d: trial %d: %s", worker, trial.number, " ".join(values))
             with trial_of_this_process(trial):
                 result = run_job(

@@ -34,6 +34,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from seqlab.compat import clear_exit_handlers, failed_job, job_error, run_exit_handlers, with_return_value
+from seqlab.sweeps import has_search_workers
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,7 @@ class ParallelLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         assert self.config is not None
         sweeper = str(self.config.hydra.sweeper.get("_target_", ""))
-        workers = (self.config.hydra.sweeper.get("n_workers") or 1) > 1  # a search's workers: side by side
-        if not sweeper.endswith(("ReportingSweeper", "BasicSweeper")) and not workers:
+        if not sweeper.endswith(("ReportingSweeper", "BasicSweeper")) and not has_search_workers(self.config):
             raise SystemExit(
                 f"error: hydra/launcher=parallel runs a sweep's jobs side by side, but {sweeper} asks for one "
                 "trial at a time and prunes it in its own process: leave the launcher at its default, or "
@@ -195,10 +195,7 @@ class ParallelLauncher(Launcher):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         clear_exit_handlers()  # the sweep's exit handlers are not the job's
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-        with open_dict(config):
-            config.hydra.job.id = num
-            config.hydra.job.num = num
+        config = job_config(self.hydra_context, self.config, overrides, num)
         job_dir = Path(str(config.hydra.sweep.dir)) / str(OmegaConf.select(config, "hydra.sweep.subdir"))
         job_dir.mkdir(parents=True, exist_ok=True)
         console = os.open(job_dir / "console.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -243,6 +240,17 @@ def waited(pid: int) -> int | None:
     except ChildProcessError:
         return 0
     return status if done else None
+
+
+def job_config(
+    hydra_context: HydraContext, sweep_config: DictConfig, overrides: list[str], num: int
+) -> DictConfig:
+    """Job `num`'s config: the sweep's with the job's overrides, numbered as Hydra numbers its jobs."""
+    config = hydra_context.config_loader.load_sweep_config(sweep_config, overrides)
+    with open_dict(config):
+        config.hydra.job.id = num
+        config.hydra.job.num = num
+    return config
 
 
 def end_with_parent() -> None:

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from seqlab.errors import ConfigError
 from seqlab.rundir.records import finished
 from seqlab.slurm import is_queued, wait_while_queued
+from seqlab.sweeps import has_search_workers
 from seqlab.sweeps.queue import add_to_record, read_record
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         assert self.config is not None
         sweeper = str(self.config.hydra.sweeper.get("_target_", ""))
-        workers = (self.config.hydra.sweeper.get("n_workers") or 1) > 1  # a search's own workers
+        workers = has_search_workers(self.config)
         if not self.wait and not sweeper.endswith(BASIC_SWEEPERS) and not workers:
             raise SystemExit(
                 f"error: hydra.launcher.wait=false submits the jobs and returns, but the sweeper {sweeper} needs "
