@@ -18,6 +18,9 @@ TINY = {
         "--batch-sizes", "2", "4", "--hidden", "8", "16", "--windows", "1",
         "data.seq_len=5", "model.truncated_bptt_steps=5",
     ],
+    "bench_search_workers.py": [
+        "--trials", "2", "data.val_size=40", "data.batch_size=16", "data.train_subset=null", "debug=limit",
+    ],
     "bench_sweep.py": ["--seeds", "0,1", "data.val_size=40", "data.batch_size=16", "data.train_subset=null", "debug=limit"],
 }  # fmt: skip
 

@@ -89,6 +89,39 @@ def test_masked_pooling_ignores_padding():
         torch.testing.assert_close(net(padded, mask), net(ids, torch.ones_like(ids, dtype=torch.bool)))
 
 
+@pytest.mark.parametrize("cell", [{"name": "lstm", "pack": True}, {"name": "lstm", "pack": False}, "gru"])
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+def test_segments_are_read_apart_and_pooled_over_the_whole_sequence(cell, pooling):
+    """segment_length=4: each 4-step piece of a row encoded alone from a zero state, the row's pooling over
+    all its pieces' outputs (padding left out); a piece of padding only is never read. (Unpacked, a backward
+    direction reads a piece's padding before its end: that path is tested one-way.)"""
+    torch.manual_seed(0)
+    settings = dict(num_classes=3, vocab_size=30, embed_dim=5, cell=cell, hidden_dim=6, pooling=pooling)
+    both_ways = cell == "gru" or cell["pack"]
+    net = SequenceClassifierNet(**settings, bidirectional=both_ways, segment_length=4).eval()
+    ids = torch.randint(1, 30, (2, 14))
+    mask = torch.ones(2, 14, dtype=torch.bool)
+    mask[1, 6:] = False  # row 1: 6 tokens, then padding over two whole segments and part of one
+    ids[1, 6:] = 0
+    calls = []
+    net.encoder.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    logits = net(ids, mask)
+    assert calls == [4 + 2], "row 0's four segments and row 1's two, none of padding only"
+
+    def alone(row: int) -> torch.Tensor:
+        n = int(mask[row].sum())
+        pieces = [
+            net.encoder(net.embedding(ids[row : row + 1, s : min(s + 4, n)]))[0] for s in range(0, n, 4)
+        ]
+        out = torch.cat(pieces, 1)[0]
+        return out.amax(0) if pooling == "max" else out.mean(0)
+
+    for row in range(2):
+        torch.testing.assert_close(logits[row], net.head(alone(row)))
+    # Without a mask every step is read, the last segment's padding (to whole segments) left out.
+    torch.testing.assert_close(net(ids[:1]), logits[:1])
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [
@@ -100,6 +133,8 @@ def test_masked_pooling_ignores_padding():
         ({"num_layers": -1}, "num_layers=-1 must be a positive integer"),
         ({"dropout": 1.0}, "dropout=1.0 must lie in [0, 1)"),
         ({"pooling": "sum"}, "pooling='sum' is not supported"),
+        ({"segment_length": 0, "pooling": "max"}, "segment_length=0 must be a positive integer"),
+        ({"segment_length": 5}, "segment_length=5 needs pooling: max or mean"),
     ],
 )
 def test_bad_model_settings_are_named(kwargs, message):

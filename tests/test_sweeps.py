@@ -438,3 +438,49 @@ def test_every_imdb_table_sweep_names_its_optimizer():
         experiments = str(params.experiment).split(",")
         if {"imdb_lstm", "imdb_gru"} & set(experiments):
             assert "optimizer" in params, f"{path.name} leaves the optimizer to the experiment's default"
+
+
+SPACE = {"optimizer.lr": "tag(log, interval(0.0003, 0.03))", "model.net.hidden_dim": "choice(64, 128, 256)"}
+
+
+def test_queued_trials_come_first_with_their_values_then_the_sampler_draws():
+    import optuna
+
+    from seqlab.sweeps.search_space import enqueue_first, suggest
+
+    queued = [{"optimizer.lr": 0.001, "model.net.hidden_dim": 128}, {"model.net.hidden_dim": 64}]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    enqueue_first(study, SPACE, queued)
+    asked = []
+    for _ in range(3):
+        trial = study.ask()
+        asked.append({k: suggest(trial, k, v) for k, v in SPACE.items()})
+        study.tell(trial, 0.5)
+    assert asked[0] == queued[0]
+    assert asked[1]["model.net.hidden_dim"] == 64 and 0.0003 <= asked[1]["optimizer.lr"] <= 0.03
+    assert asked[2]["optimizer.lr"] not in (0.001, asked[1]["optimizer.lr"])
+    enqueue_first(study, SPACE, queued)  # a resumed study has them already
+    assert len(study.trials) == 3
+
+
+@pytest.mark.parametrize(
+    ("queued", "says"),
+    [
+        (
+            [{"optimizer.lr": 0.001, "model.net.layers": 2}],
+            "sets model.net.layers, not in hydra.sweeper.params",
+        ),
+        ([{"model.net.hidden_dim": 100}], "enqueue[0].model.net.hidden_dim=100 is outside its search space"),
+        ([{}, {"optimizer.lr": 0.5}], "enqueue[0]={} is not a trial"),
+        ([{"optimizer.lr": 0.001}, {"optimizer.lr": 0.5}], "enqueue[1].optimizer.lr=0.5 is outside"),
+    ],
+)
+def test_a_queued_trial_outside_the_search_space_is_refused_in_one_line(queued, says):
+    import optuna
+
+    from seqlab.sweeps.search_space import enqueue_first
+
+    study = optuna.create_study()
+    with pytest.raises(ConfigError, match=says.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        enqueue_first(study, SPACE, queued)
+    assert study.trials == [], "nothing queued from a refused list"

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqlab.errors import check_choice, check_dropout, check_positive
@@ -29,6 +31,9 @@ class SequenceNet(nn.Module):
     layers; `embed_dropout` drops whole words (rows of the embedding), `input_dropout` acts on the
     encoder's inputs (the embeddings) and `output_dropout` on the pooled features: these regularize
     one-layer models too.
+    `segment_length` reads a sequence as independent segments of that many steps (the state starts afresh
+    in each; Johnson & Zhang 2016's LSTMs read IMDB reviews in 50-token segments), pooled over the whole
+    sequence (`mean` or `max`): the encoder runs fewer steps over a larger batch, far faster on a CPU.
     """
 
     def __init__(
@@ -47,9 +52,17 @@ class SequenceNet(nn.Module):
         output_dropout: float = 0.0,
         bidirectional: bool = False,
         pooling: str = "last",
+        segment_length: int | None = None,
     ) -> None:
         super().__init__()
         check_choice("pooling", pooling, POOLINGS)
+        if segment_length is not None:
+            check_positive(segment_length=segment_length)
+            if pooling not in ("mean", "max"):
+                raise ValueError(
+                    f"segment_length={segment_length} needs pooling: max or mean over the segments' steps "
+                    f"(pooling={pooling!r} would read only one segment's end); set one or segment_length=null"
+                )
         check_positive(num_classes=num_classes)
         check_dropout(embed_dropout, "embed_dropout")
         check_dropout(input_dropout, "input_dropout")
@@ -64,7 +77,7 @@ class SequenceNet(nn.Module):
             )
         else:
             self.embedding = None
-        self.pooling, self.embed_dropout = pooling, embed_dropout
+        self.pooling, self.embed_dropout, self.segment_length = pooling, embed_dropout, segment_length
         self.encoder = build_encoder(
             cell,
             input_dim=input_dim,
@@ -82,7 +95,11 @@ class SequenceNet(nn.Module):
             x = embedding_dropout(self.embedding, x, self.embed_dropout, self.training)
             if x.dim() == 4:  # several ids a step: their embeddings add up
                 x = x.sum(2)
-        out, state = self.encoder(self.input_drop(x), mask)
+        if self.segment_length is not None:
+            out, mask = self.read_segments(self.input_drop(x), mask)
+            state = None
+        else:
+            out, state = self.encoder(self.input_drop(x), mask)
         if mask is not None:
             mask = mask.to(out.device, non_blocking=True)  # it may come from the host
         if self.pooling == "none":
@@ -96,6 +113,21 @@ class SequenceNet(nn.Module):
         else:
             pooled = out.masked_fill(~mask[..., None], float("-inf")).amax(1).nan_to_num(neginf=0.0)
         return self.head(self.output_drop(pooled))
+
+    def read_segments(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(B, T, D) inputs -> (B, T', H) encoder outputs and their (B, T') mask, T' = T rounded up to whole
+        segments: each segment encoded on its own (the state starts afresh), all-padding ones skipped."""
+        batch, steps, length = x.shape[0], x.shape[1], self.segment_length
+        pad = -steps % length
+        if mask is None:
+            mask = torch.ones(batch, steps, dtype=torch.bool, device=x.device)
+        mask = F.pad(mask.to(x.device, non_blocking=True), (0, pad), value=False).reshape(-1, length)
+        x = F.pad(x, (0, 0, 0, pad)).reshape(-1, length, x.shape[-1])
+        read = mask.any(1)
+        encoded, _ = self.encoder(x[read], mask[read])
+        out = encoded.new_zeros(x.shape[0], length, encoded.shape[-1])
+        out[read] = encoded
+        return out.reshape(batch, -1, out.shape[-1]), mask.reshape(batch, -1)
 
 
 class SequenceClassifierNet(SequenceNet):

@@ -27,44 +27,19 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seqlab.atomic import write_text_atomic
 from seqlab.compat import job_error
 from seqlab.errors import ConfigError
 from seqlab.results import RETRIED_FILE
+from seqlab.sweeps.search_space import enqueue_first, suggest
 
 log = logging.getLogger(__name__)
-
-
-def suggest(trial: Any, key: str, spec: str) -> Any:
-    """One override value sampled from a Hydra sweep expression: choice(...), range(...), [tag(log,)] interval(...)."""
-    override = OverridesParser.create().parse_overrides([f"{key}={spec}"])[0]
-    sweep = override.value()
-    if isinstance(sweep, ChoiceSweep):
-        return trial.suggest_categorical(
-            key, [v if isinstance(v, (int, float, str, bool)) else str(v) for v in sweep.list]
-        )
-    if isinstance(sweep, RangeSweep):
-        values = list(override.sweep_iterator())
-        if all(isinstance(v, int) for v in values):
-            return trial.suggest_int(key, values[0], values[-1], step=int(sweep.step))
-        return trial.suggest_categorical(key, values)
-    if isinstance(sweep, IntervalSweep):
-        log_scale = "log" in sweep.tags
-        if isinstance(sweep.start, int) and isinstance(sweep.end, int):
-            return trial.suggest_int(key, sweep.start, sweep.end, log=log_scale)
-        return trial.suggest_float(key, float(sweep.start), float(sweep.end), log=log_scale)
-    raise ConfigError(
-        f"hydra.sweeper.params.{key}={spec!r} is not a search space; use choice(a,b), range(lo,hi[,step]) "
-        "or interval(lo,hi), optionally tag(log, interval(lo,hi))"
-    )
 
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -148,6 +123,7 @@ class OptunaSweeper(Sweeper):
         pruner: Any = None,
         n_startup_trials: int = 5,
         n_workers: int = 1,
+        enqueue: list | None = None,
     ) -> None:
         if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
             raise ConfigError(
@@ -155,7 +131,9 @@ class OptunaSweeper(Sweeper):
             )
         self.params = dict(params or {})
         self.n_trials, self.seed, self.n_startup_trials = n_trials, seed, n_startup_trials
-        self.n_workers = n_workers
+        if isinstance(enqueue, ListConfig):
+            enqueue = OmegaConf.to_container(enqueue)
+        self.n_workers, self.enqueue = n_workers, list(enqueue or [])
         self.study_name, self.storage, self.pruner_cfg = study_name, storage, pruner
         self.config: DictConfig | None = None
 
@@ -190,6 +168,7 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study = self.study(sweep_dir)
+        enqueue_first(study, self.params, self.enqueue)
         retry_stale(study)
         done = len(counted(study, FINISHED))
         log.info("Study in %s: %d of %d trials done", sweep_dir, done, self.n_trials)
