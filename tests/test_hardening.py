@@ -11,7 +11,8 @@ import torch
 from seqlab import pipeline
 from seqlab.data.text import decode_utf8
 from seqlab.errors import ConfigError, DataError
-from tests.helpers import seqlab_cli
+from seqlab.results import read_history
+from tests.helpers import seqlab_cli, train_cli
 
 LIMIT = ["experiment=mnist_rnn", "debug=limit", "data.val_size=40", "data.batch_size=16"]
 
@@ -105,6 +106,50 @@ def test_resume_without_last_ckpt_takes_the_newest_intact_of_several(tmp_path, c
         chosen, checkpoint = intact_checkpoint(folder / "last.ckpt")
     assert chosen.name == "epoch_002.ckpt" and checkpoint["seqlab"]["epoch"] == "epoch_002.ckpt"
     assert (folder / "epoch_003.ckpt").read_bytes() == b"cut short"  # kept, not deleted
+
+
+HISTORY = "epoch,step,train/loss,val/acc\r\n0,3,2.25,0.125\r\n1,6,2.0,0.25\r\n"
+
+
+@pytest.mark.parametrize(
+    ("damage", "line", "whole"),
+    [
+        (HISTORY[:-5], 3, 1),  # cut inside the last row
+        (HISTORY[:-2], 3, 1),  # cut after its last digit: the row may be short of digits
+        (HISTORY[:20], 1, 0),  # cut inside the header
+        (HISTORY.replace("2.0", "2.0,9"), 3, 1),  # a field too many
+        (HISTORY.replace("0.125", "abc"), 2, 0),  # not a number
+        (HISTORY.replace("1,6", ",6"), 3, 1),  # no epoch
+    ],
+)
+def test_a_damaged_history_is_named_with_the_whole_rows_before_the_damage(tmp_path, damage, line, whole):
+    from seqlab.results import DamagedHistory, read_history
+
+    path = tmp_path / "history.csv"
+    path.write_text(HISTORY)
+    assert [r["epoch"] for r in read_history(path)] == [0.0, 1.0]
+    path.write_text(damage)
+    with pytest.raises(DamagedHistory, match=f"history.csv: line {line} is not a whole row") as err:
+        read_history(path)
+    assert len(err.value.rows) == whole
+
+
+@pytest.mark.slow
+def test_a_resume_past_a_damaged_history_keeps_it_aside_and_carries_its_whole_rows(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    assert train_cli([*LIMIT, "trainer.max_epochs=2"], run_dir, data_dir).returncode == 0
+    history = run_dir / "history.csv"
+    damaged = history.read_bytes()[:-9]  # epoch 1's row cut short
+    history.write_bytes(damaged)
+    (run_dir / "metrics.json").unlink()
+    resumed = train_cli([*LIMIT, "trainer.max_epochs=3", "resume=true"], run_dir, data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (
+        "line 3 is not a whole row of numbers (cut short or edited); kept as history.csv.damaged, its 1 "
+        in (resumed.stderr)
+    )
+    assert (run_dir / "history.csv.damaged").read_bytes() == damaged
+    assert [int(r["epoch"]) for r in read_history(history)] == [0, 2]
 
 
 @pytest.mark.slow
@@ -201,6 +246,19 @@ def test_a_run_dir_under_a_file_is_one_line(tmp_path, data_dir):
         f"error: cannot create the run dir: {tmp_path / 'file' / 'run'}: Not a directory (ENOTDIR); "
         "a part of that path is a file, not a folder: choose another path"
     )
+
+
+@pytest.mark.slow
+def test_a_file_where_the_checkpoints_folder_goes_is_one_line_and_stays(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoints").write_text("my notes")
+    line = last_line(train_in(run_dir, data_dir))
+    assert line == (
+        f"error: {run_dir / 'checkpoints'}: File exists (EEXIST); "
+        "a file stands where a folder is needed: move it away, or choose another path"
+    )
+    assert (run_dir / "checkpoints").read_text() == "my notes"
 
 
 @pytest.mark.slow

@@ -100,6 +100,7 @@ BAD_VALUES = {
     ),
     "optimizer.lr": st.floats(max_value=-1e-9, min_value=-1e3),
     "seed": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**32)),
+    "trainer.max_epochs": st.just(0),
 }
 
 

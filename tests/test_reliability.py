@@ -173,12 +173,15 @@ def test_non_finite_loss_stops_with_epoch_step_batch_and_keeps_the_good_checkpoi
         "+callbacks.poison.epoch=1",
         "+callbacks.poison.batch=1",
     )
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     with pytest.raises(
         TrainingError,
         match=r"non-finite training loss \(nan\) at epoch 1, step \d+, batch 1; the last good checkpoint is .*last\.ckpt",
     ) as err:
         pipeline.train(cfg)
     assert "debug=anomaly" in str(err.value)
+    # A failed run in this process (a notebook's) gives the signals back: Ctrl-C interrupts again.
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
     ckpt = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)
     assert ckpt["epoch"] == 0 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
@@ -209,13 +212,15 @@ def test_debug_anomaly_names_the_operation_that_made_the_nan_and_where_it_was_ca
         ("imdb", signal.SIGTERM),
         ("mnist", signal.SIGUSR1),
         ("mnist", signal.SIGUSR2),
+        ("mnist", signal.SIGINT),
+        ("mnist", signal.SIGHUP),
     ],
 )
 @pytest.mark.slow
 def test_a_signal_mid_epoch_checkpoints_exits_nonzero_and_resumes_exactly(
     task, signum, tmp_path, data_dir, one_thread
 ):
-    """SIGTERM (SIGUSR1, SIGUSR2) at a random batch inside epoch 1: a checkpoint at that batch, exit 1, and the
+    """SIGTERM (SIGUSR1, SIGUSR2, Ctrl-C, SIGHUP) at a random batch inside epoch 1: a checkpoint at that batch, exit 1, and the
     resumed run ends with the val/test metrics of one never interrupted (whole epochs: no batch limit)."""
     overrides = [*TASKS[task], *SMALL, "trainer.limit_train_batches=1.0"]
     assert train_cli(overrides, tmp_path / "straight", data_dir).returncode == 0
@@ -303,6 +308,22 @@ def test_every_n_minutes_writes_last_ckpt_on_the_training_clock(tmp_path):
     assert saved == [(120, "last.ckpt"), (246, "last.ckpt"), (372, "last.ckpt")]
     with pytest.raises(ValueError, match=r"every_n_minutes=0 must be positive or null"):
         SignalCheckpoint(str(tmp_path), every_n_minutes=0)
+
+
+def test_a_second_ctrl_c_stops_at_once_where_the_first_waits_for_the_batch(tmp_path, capfd):
+    from seqlab.callbacks.preemption import SignalCheckpoint
+
+    stopper = SignalCheckpoint(str(tmp_path))
+    stopper.on_fit_start(SimpleNamespace(world_size=1), None)
+    try:
+        signal.raise_signal(signal.SIGINT)
+        assert stopper.signalled == signal.SIGINT, "the first waits for the batch under way"
+        assert "Ctrl-C again: now, without" in capfd.readouterr().err
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        stopper.release()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def unfinished_run(run_dir: Path, data_dir: Path, *extra: str) -> list[str]:

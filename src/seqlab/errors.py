@@ -31,6 +31,7 @@ OS_ERROR_HINTS = {
     errno.EACCES: "you may not write there: write elsewhere (paths.log_dir=..., hydra.run.dir=...)",
     errno.EPERM: "you may not write there: write elsewhere (paths.log_dir=..., hydra.run.dir=...)",
     errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
+    errno.EEXIST: "a file stands where a folder is needed: move it away, or choose another path",
 }
 
 

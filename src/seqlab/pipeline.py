@@ -40,7 +40,7 @@ from seqlab.models.eval_time import eval_time_metrics
 from seqlab.models.language_model import LanguageModelNet
 from seqlab.resources import OutOfMemoryReport, check_batches_fit, out_of_memory_reported
 from seqlab.restore import check_state_fits, restore_from_checkpoint
-from seqlab.results import read_history
+from seqlab.results import whole_history
 from seqlab.rundir.records import (
     STOPPED,
     accept_config_records,
@@ -159,7 +159,7 @@ def final_train_loss(trainer: L.Trainer, output_dir: str) -> float:
     (stopped in the final phase), the last row of its history.csv."""
     if "train/loss" in trainer.callback_metrics:
         return float(trainer.callback_metrics["train/loss"])
-    rows = read_history(Path(output_dir) / "history.csv")
+    rows = whole_history(Path(output_dir) / "history.csv")
     return float(rows[-1].get("train/loss", float("nan"))) if rows else float("nan")
 
 

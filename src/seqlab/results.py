@@ -20,16 +20,45 @@ from seqlab.rundir.records import STOPPED, last_checkpoint, read_error, read_met
 RETRIED_FILE = "retried_as"  # in a job dir whose trial a resumed search ran again: the retry's job number
 
 
+class DamagedHistory(DataError):
+    """A `history.csv` with a line that is not a whole row of numbers (cut short, edited); `rows` holds
+    the whole rows before it."""
+
+    def __init__(self, path: Path, line: int, rows: list[dict[str, float]]) -> None:
+        super().__init__(f"{path}: line {line} is not a whole row of numbers (cut short or edited)")
+        self.rows = rows
+
+
 def read_history(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a `history.csv` as floats (empty cells: NaN); [] when there is none."""
+    """Rows of a `history.csv` as floats (empty cells: NaN); [] when there is none. A line that is not a
+    whole row (or a file that ends inside one) raises DamagedHistory, with the whole rows before it."""
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [
-            {k: float(v) if v not in ("", None) else math.nan for k, v in r.items()}
-            for r in csv.DictReader(f)
-        ]
+    text = path.read_text(errors="replace")
+    reader = csv.DictReader(text.splitlines())
+    rows: list[dict[str, float]] = []
+    for row in reader:
+        try:
+            if None in row or None in row.values() or not row.get("epoch", "").isdigit():
+                raise ValueError("not a whole row")
+            rows.append({k: float(v) if v != "" else math.nan for k, v in row.items()})
+        except ValueError:
+            raise DamagedHistory(path, reader.line_num, rows) from None
+    if text and not text.endswith("\n"):  # the last line was being written
+        raise DamagedHistory(path, max(reader.line_num, 1), rows[:-1])
+    return rows
+
+
+def whole_history(path: str | Path) -> list[dict[str, float]]:
+    """`read_history` for readers that carry on: a damaged file's whole rows, with a warning naming it."""
+    try:
+        return read_history(path)
+    except DamagedHistory as err:
+        import warnings
+
+        warnings.warn(f"{err}; read up to there", stacklevel=2)
+        return err.rows
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
@@ -75,7 +104,7 @@ def read_run(job_dir: Path) -> dict[str, Any]:
             "error": f"{job_dir / '.hydra'}: unreadable config records ({err})",
         }
     metric, mode = cfg.get("optimized_metric"), cfg.get("optimized_mode", "max")
-    history = read_history(job_dir / "history.csv")
+    history = whole_history(job_dir / "history.csv")
     row: dict[str, Any] = {
         "job": job_dir.name,
         "overrides": overrides,
@@ -213,7 +242,7 @@ def history(path: str | Path) -> Any:
     rows = []
     for run_dir in find_runs(root):
         name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
-        rows += [{"run": name, **row} for row in read_history(run_dir / "history.csv")]
+        rows += [{"run": name, **row} for row in whole_history(run_dir / "history.csv")]
     frame = pd.DataFrame(rows)
     for column in ("epoch", "step", "train_batches"):
         if column in frame:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from seqlab.atomic import write_text_atomic
 from seqlab.compat import batches_done_in_epoch
-from seqlab.results import read_history
+from seqlab.results import DamagedHistory, read_history
 
 
 class EpochHistory(Checkpoint):
@@ -52,7 +53,7 @@ class EpochHistory(Checkpoint):
             if value.numel() == 1 and not name.endswith("_step"):
                 row[name] = float(value)
         path = self._path(trainer)
-        earlier = [r for r in read_history(path) if int(r["epoch"]) < trainer.current_epoch]
+        earlier = [r for r in history_so_far(path) if int(r["epoch"]) < trainer.current_epoch]
         for r in earlier:  # read back as floats: written again as the integers they are
             for key in ("epoch", "step", "train_batches"):
                 if key in r and not math.isnan(r[key]):
@@ -64,3 +65,18 @@ class EpochHistory(Checkpoint):
         writer.writeheader()
         writer.writerows(rows)
         write_text_atomic(path, out.getvalue())
+
+
+def history_so_far(path: Path) -> list[dict[str, float]]:
+    """The rows written before; a damaged file is kept aside (`history.csv.damaged`, never overwritten)
+    with one line, and its whole rows carried over."""
+    try:
+        return read_history(path)
+    except DamagedHistory as err:
+        aside = path.with_name(path.name + ".damaged")
+        n = 1
+        while aside.exists():
+            aside, n = path.with_name(f"{path.name}.damaged.{n}"), n + 1
+        path.replace(aside)
+        rank_zero_warn(f"{err}; kept as {aside.name}, its {len(err.rows)} whole rows carried over")
+        return err.rows

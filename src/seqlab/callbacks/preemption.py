@@ -1,10 +1,11 @@
 """A run told to stop (SIGTERM from a scheduler, `timeout` or Kubernetes; SIGUSR1 or SIGUSR2 from
-`#SBATCH --signal`, the latter submitit's) writes a mid-epoch checkpoint and ends non-zero, instead of
+`#SBATCH --signal`, the latter submitit's; Ctrl-C; SIGHUP from a closed terminal) writes a mid-epoch checkpoint and ends non-zero, instead of
 exiting 0 with the epoch lost. Under SLURM the job is then requeued and resumes from that checkpoint."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,11 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from seqlab.compat import StopTraining
 from seqlab.errors import check_positive_number_or_null
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP)
 
 
 class SignalCheckpoint(L.Callback):
-    """On SIGTERM, SIGUSR1 or SIGUSR2 the run stops at the next point where its state is whole, writes what
+    """On SIGTERM, SIGUSR1, SIGUSR2, SIGINT (Ctrl-C) or SIGHUP the run stops at the next point where its state is whole, writes what
     `resume=true` (or a SLURM requeue) needs, and ends with an error (the pipeline calls `hand_over()`):
 
     - inside an epoch's training batches: after the batch under way, `<dirpath>/last.ckpt` at that batch
@@ -30,7 +31,8 @@ class SignalCheckpoint(L.Callback):
     - the sanity check, or after training (the final validation and test): at the next batch boundary,
       with nothing to write (the final phase runs again on resume).
 
-    A signal never interrupts a checkpoint being written. In a one-process run seqlab alone decides where
+    A signal never interrupts a checkpoint being written. A second Ctrl-C stops at once, with nothing
+    written (Python's KeyboardInterrupt), for a user who will not wait for the batch under way. In a one-process run seqlab alone decides where
     to stop; with several processes SIGTERM also goes to Lightning's handler, which stops the other ranks.
     Handlers found at fit start are kept: SIGUSR1's and SIGUSR2's (Lightning's or submitit's requeue) run
     in `hand_over()`, once the checkpoint is on disk. `every_n_minutes` also writes the checkpoint every
@@ -61,6 +63,11 @@ class SignalCheckpoint(L.Callback):
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signalled = signum
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # the second Ctrl-C: at once
+            sys.stderr.write(
+                "\nCtrl-C: stopping after this batch with a checkpoint (Ctrl-C again: now, without)\n"
+            )
         previous = self._previous.get(signum)
         if signum == signal.SIGTERM and self._distributed and callable(previous):
             previous(signum, frame)  # Lightning's: every rank stops at the same batch
@@ -117,8 +124,8 @@ class SignalCheckpoint(L.Callback):
         if stop and ours and trainer.state.fn == "fit" and not trainer.sanity_checking:
             self._save(trainer)
         self._save_on_stop = False
-        if not stop:
-            self.release()
+        # The signals go back in release(), called by the pipeline once the trainer is torn down: Lightning
+        # restores at teardown the handlers it found after on_fit_start, ours among them.
 
     def _save(self, trainer: L.Trainer) -> None:
         # The data modules store their position in the epoch (see seqlab.data.base.train_position).

@@ -6,7 +6,8 @@
 - summary.py: `summarize(sweep_dir)` (Markdown and CSV tables from each job's `seqlab.results.read_run`,
   mean ± std when seeds were swept, figures from `seqlab.plots`) and `SweepSummary`, the Hydra callback
   that records a failed job's error and rewrites the summary after each job;
-- optuna_search.py: the Optuna sweeper and pruning callback.
+- optuna_search.py: the Optuna sweeper and its workers; search_space.py: the search space sampled by a
+  trial, and the trials a search is given to run first.
 """
 
 from __future__ import annotations
