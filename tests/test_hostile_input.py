@@ -125,3 +125,15 @@ def test_an_out_of_range_seed_is_one_line_from_the_command(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "error: seed=-1: a seed is an integer from 0 to 4294967295 (or null for a random one)"
     )
+
+
+@pytest.mark.parametrize("tool", ["eval", "predict"])
+def test_a_tool_given_an_experiment_says_the_checkpoint_decides(tool, tmp_path):
+    result = seqlab_cli(
+        tool, "ckpt_path=any.ckpt", "+experiment=mnist_rnn", "data.batch_size=4", cwd=tmp_path
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: +experiment=mnist_rnn: seqlab.{tool} takes the model and data from ckpt_path's run; "
+        "experiment, data and model choose them for seqlab.train"
+    )

@@ -75,6 +75,9 @@ def train_main() -> None:
     launch(train_app)
 
 
+CHECKPOINT_GROUPS = ("experiment", "data", "model")  # what a checkpoint's own run decides
+
+
 def command(config_name: str, work: str) -> Callable[[], None]:
     """The `main` of a command that composes `conf/<config_name>.yaml` and calls `work` ("module:function")."""
 
@@ -84,6 +87,12 @@ def command(config_name: str, work: str) -> Callable[[], None]:
         run(getattr(importlib.import_module(module), function), cfg)
 
     def main() -> None:
+        chosen = [a for a in sys.argv[1:] if a.lstrip("+~").split("=")[0].split(".")[0] in CHECKPOINT_GROUPS]
+        if chosen:
+            raise SystemExit(
+                f"error: {chosen[0]}: seqlab.{config_name} takes the model and data from ckpt_path's run; "
+                "experiment, data and model choose them for seqlab.train"
+            )
         launch(app)
 
     main.__doc__ = f"`python -m seqlab.{config_name}`: runs {work}."
