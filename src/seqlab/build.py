@@ -161,7 +161,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def build_trainer(cfg: DictConfig, task: TaskModule, callbacks: list, loggers: list) -> L.Trainer:
     trainer_cfg = cfg.trainer
-    if trainer_cfg.get("max_epochs") == 0 and not trainer_cfg.get("max_steps", -1) > 0:
+    if trainer_cfg.get("max_epochs") == 0 and not (trainer_cfg.get("max_steps") or -1) > 0:
         raise ConfigError(
             "trainer.max_epochs=0 trains nothing (and would score the untrained model as the run's result): "
             "give 1 or more, or score a checkpoint with python -m seqlab.eval"

@@ -1,6 +1,6 @@
 """A run told to stop (SIGTERM from a scheduler, `timeout` or Kubernetes; SIGUSR1 or SIGUSR2 from
-`#SBATCH --signal`, the latter submitit's; Ctrl-C; SIGHUP from a closed terminal) writes a mid-epoch checkpoint and ends non-zero, instead of
-exiting 0 with the epoch lost. Under SLURM the job is then requeued and resumes from that checkpoint."""
+`#SBATCH --signal`, the latter submitit's; Ctrl-C; SIGHUP from a closed terminal) writes a mid-epoch
+checkpoint and ends non-zero, instead of exiting 0 with the epoch lost. Under SLURM the job is then requeued and resumes from that checkpoint."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, s
 
 
 class SignalCheckpoint(L.Callback):
-    """On SIGTERM, SIGUSR1, SIGUSR2, SIGINT (Ctrl-C) or SIGHUP the run stops at the next point where its state is whole, writes what
-    `resume=true` (or a SLURM requeue) needs, and ends with an error (the pipeline calls `hand_over()`):
+    """On SIGTERM, SIGUSR1, SIGUSR2, SIGINT (Ctrl-C) or SIGHUP the run stops at the next point where its
+    state is whole, writes what `resume=true` (or a SLURM requeue) needs, and ends with an error (the
+    pipeline calls `hand_over()`):
 
     - inside an epoch's training batches: after the batch under way, `<dirpath>/last.ckpt` at that batch
       (the data module records the position in the epoch);
@@ -32,8 +33,9 @@ class SignalCheckpoint(L.Callback):
       with nothing to write (the final phase runs again on resume).
 
     A signal never interrupts a checkpoint being written. A second Ctrl-C stops at once, with nothing
-    written (Python's KeyboardInterrupt), for a user who will not wait for the batch under way. In a one-process run seqlab alone decides where
-    to stop; with several processes SIGTERM also goes to Lightning's handler, which stops the other ranks.
+    written (Python's KeyboardInterrupt), for a user who will not wait for the batch under way. In a
+    one-process run seqlab alone decides where to stop; with several processes SIGTERM also goes to
+    Lightning's handler, which stops the other ranks.
     Handlers found at fit start are kept: SIGUSR1's and SIGUSR2's (Lightning's or submitit's requeue) run
     in `hand_over()`, once the checkpoint is on disk. `every_n_minutes` also writes the checkpoint every
     so many minutes of training (off by default), so that a SIGKILL loses at most that.

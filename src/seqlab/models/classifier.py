@@ -33,7 +33,8 @@ class SequenceNet(nn.Module):
     one-layer models too.
     `segment_length` reads a sequence as independent segments of that many steps (the state starts afresh
     in each; Johnson & Zhang 2016's LSTMs read IMDB reviews in 50-token segments), pooled over the whole
-    sequence (`mean` or `max`): the encoder runs fewer steps over a larger batch, far faster on a CPU.
+    sequence (`mean` or `max`): the encoder runs fewer steps in a row over a larger batch (the same work:
+    a training step of imdb_bilstm_best took 0.99 s in 50-token segments against 1.11 s on a 2-core CPU).
     """
 
     def __init__(
