@@ -324,6 +324,13 @@ def test_a_second_ctrl_c_stops_at_once_where_the_first_waits_for_the_batch(tmp_p
     finally:
         stopper.release()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # In a run of several processes a terminal's Ctrl-C reaches every rank at once: left to Lightning.
+    stopper.on_fit_start(SimpleNamespace(world_size=2), None)
+    try:
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) == stopper._on_signal
+    finally:
+        stopper.release()
 
 
 def unfinished_run(run_dir: Path, data_dir: Path, *extra: str) -> list[str]:

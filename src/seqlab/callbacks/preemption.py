@@ -17,11 +17,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from seqlab.compat import StopTraining
 from seqlab.errors import check_positive_number_or_null
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+# Also a one-process run's: a terminal sends them to every rank of a DDP run at once, where each would
+# stop at its own batch; there Lightning's KeyboardInterrupt handling ends every rank instead.
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP)
 
 
 class SignalCheckpoint(L.Callback):
-    """On SIGTERM, SIGUSR1, SIGUSR2, SIGINT (Ctrl-C) or SIGHUP the run stops at the next point where its
+    """On SIGTERM, SIGUSR1, SIGUSR2, and in a one-process run SIGINT (Ctrl-C) or SIGHUP, the run stops at the next point where its
     state is whole, writes what `resume=true` (or a SLURM requeue) needs, and ends with an error (the
     pipeline calls `hand_over()`):
 
@@ -59,7 +62,8 @@ class SignalCheckpoint(L.Callback):
         self.signalled = None
         self._distributed = trainer.world_size > 1
         try:
-            self._previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+            held = STOP_SIGNALS if self._distributed else STOP_SIGNALS + TERMINAL_SIGNALS
+            self._previous = {s: signal.signal(s, self._on_signal) for s in held}
         except ValueError:  # not the main thread: leave the handlers alone
             self._previous = {}
 
