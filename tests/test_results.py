@@ -73,6 +73,7 @@ def test_history_joins_every_runs_epochs(tree):
     assert frame["epoch"].tolist() == [0, 1, 0, 1] and frame["val/acc"].tolist() == [0.5, 0.6, 0.5, 0.6]
 
 
+@pytest.mark.slow  # two real runs in processes of their own: ~12 s
 def test_a_real_run_reads_back_with_its_config_and_metrics(data_dir, tmp_path):
     run = train_cli(
         ["experiment=mnist_rnn", "data.val_size=40", "debug=limit"], tmp_path / "runs" / "one", data_dir

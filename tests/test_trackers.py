@@ -227,6 +227,7 @@ def test_a_sweep_logs_one_run_per_job_named_and_grouped_by_the_sweep(
     assert wandb_ids[0] != wandb_ids[1]
 
 
+@pytest.mark.slow  # two real runs in processes of their own: ~12 s
 def test_ids_are_kept_in_the_run_dir_and_a_second_start_reuses_them(
     make_cfg, tmp_path: Path, tracker_env: None
 ) -> None:
