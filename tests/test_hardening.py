@@ -123,7 +123,7 @@ HISTORY = "epoch,step,train/loss,val/acc\r\n0,3,2.25,0.125\r\n1,6,2.0,0.25\r\n"
     ],
 )
 def test_a_damaged_history_is_named_with_the_whole_rows_before_the_damage(tmp_path, damage, line, whole):
-    from seqlab.results import DamagedHistory, read_history
+    from seqlab.results import DamagedHistory
 
     path = tmp_path / "history.csv"
     path.write_text(HISTORY)

@@ -30,8 +30,10 @@ def trial_values(sweep_dir: Path) -> list[dict]:
     """The values of the finished trials of the search in `sweep_dir`, in trial order."""
     from seqlab.sweeps.optuna_search import FINISHED, counted, storage_of
 
-    settings = {"storage": None, "n_workers": 2 if (sweep_dir / "optuna.journal").exists() else 1}
-    study = optuna.load_study(study_name="search", storage=storage_of(settings, sweep_dir))
+    # As a rerun would open it: the workers' journal where there is one, else the SQLite file.
+    study = optuna.load_study(
+        study_name="search", storage=storage_of({"storage": None, "n_workers": 1}, sweep_dir)
+    )
     return [t.params for t in counted(study, FINISHED)]
 
 

@@ -1,6 +1,7 @@
 """A run told to stop (SIGTERM from a scheduler, `timeout` or Kubernetes; SIGUSR1 or SIGUSR2 from
 `#SBATCH --signal`, the latter submitit's; Ctrl-C; SIGHUP from a closed terminal) writes a mid-epoch
-checkpoint and ends non-zero, instead of exiting 0 with the epoch lost. Under SLURM the job is then requeued and resumes from that checkpoint."""
+checkpoint and ends non-zero, instead of exiting 0 with the epoch lost. Under SLURM the job is then
+requeued and resumes from that checkpoint."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP)
 
 
 class SignalCheckpoint(L.Callback):
-    """On SIGTERM, SIGUSR1, SIGUSR2, and in a one-process run SIGINT (Ctrl-C) or SIGHUP, the run stops at the next point where its
-    state is whole, writes what `resume=true` (or a SLURM requeue) needs, and ends with an error (the
-    pipeline calls `hand_over()`):
+    """On SIGTERM, SIGUSR1, SIGUSR2, and in a one-process run SIGINT (Ctrl-C) or SIGHUP, the run stops at
+    the next point where its state is whole, writes what `resume=true` (or a SLURM requeue) needs, and
+    ends with an error (the pipeline calls `hand_over()`):
 
     - inside an epoch's training batches: after the batch under way, `<dirpath>/last.ckpt` at that batch
       (the data module records the position in the epoch);

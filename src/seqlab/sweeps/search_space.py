@@ -40,39 +40,41 @@ def enqueue_first(study: Any, params: Mapping[str, Any], trials: Sequence[Mappin
     """Queue `trials` (each {key: value} over the search space's keys) in a study that holds no trial yet:
     they are the search's first trials, with these values, then the sampler draws the rest. A resumed
     study has them already."""
-    trials = list(trials or [])
-    for k, values in enumerate(trials):
+    queued = []
+    for k, values in enumerate(trials or []):
         if not isinstance(values, Mapping) or not values:
             raise ConfigError(
                 f"hydra.sweeper.enqueue[{k}]={values!r} is not a trial: give {{key: value}} over the "
                 f"search space's keys ({', '.join(params)})"
             )
-        unknown = sorted(set(map(str, values)) - set(params))
+        values = {str(key): value for key, value in values.items()}
+        unknown = sorted(set(values) - set(params))
         if unknown:
             raise ConfigError(
                 f"hydra.sweeper.enqueue[{k}] sets {', '.join(unknown)}, not in hydra.sweeper.params "
                 f"({', '.join(params)}): a queued trial takes values of the searched keys only"
             )
         check_values(k, values, params)
-    if trials and not study.get_trials(deepcopy=False):
-        for values in trials:
-            study.enqueue_trial({str(key): value for key, value in values.items()})
+        queued.append(values)
+    if queued and not study.get_trials(deepcopy=False):
+        for values in queued:
+            study.enqueue_trial(values)
 
 
-def check_values(k: int, values: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+def check_values(k: int, values: dict[str, Any], params: Mapping[str, Any]) -> None:
     """A queued trial's values lie in the search space: refused here, not in the middle of a search."""
     import warnings
 
     from optuna.trial import FixedTrial
 
-    trial = FixedTrial({str(key): value for key, value in values.items()})
-    for key in values:
+    trial = FixedTrial(values)
+    for key, value in values.items():
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # FixedTrial warns of a number out of range
             try:
-                suggest(trial, str(key), str(params[str(key)]))
+                suggest(trial, key, str(params[key]))
             except (ValueError, UserWarning) as e:
                 raise ConfigError(
-                    f"hydra.sweeper.enqueue[{k}].{key}={values[key]!r} is outside its search space "
-                    f"{params[str(key)]}: give a value the search could draw"
+                    f"hydra.sweeper.enqueue[{k}].{key}={value!r} is outside its search space "
+                    f"{params[key]}: give a value the search could draw"
                 ) from e
